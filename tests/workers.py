@@ -1,0 +1,77 @@
+"""Real worker processes for tests: ``faust -A pipeline worker`` in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.broker import free_port
+
+FAUST = str(Path(sys.executable).with_name("faust"))
+
+
+class WorkerProcess:
+    """One worker with its own web port and log file; env overrides are WABOT_* vars."""
+
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, **env, "WABOT_WEB_PORT": str(self.port)}
+        self.log = log
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [FAUST, "-A", "pipeline", "worker"],
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                return dict(json.loads(r.read()))
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def wait_ready(self, timeout: float = 90.0) -> float:
+        """Poll /health until the worker says ready; return its reported time to ready."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            body = self.health()
+            if body and body.get("ready"):
+                return float(body["ready_after_s"])  # type: ignore[arg-type]
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return int(self.proc.returncode)
+
+    def tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
