@@ -13,12 +13,19 @@ from typing import Any
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
+import agents.apply_reply
+import agents.guard
 import agents.ping
+import agents.respond
 import tables
+from agents.progress import ProgressBoard
+from pipeline.llm import LLMClient
+from pipeline.llm_standin import LLMStandin
 from pipeline.logs import logging_config
 from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
-from pipeline.topics import Topics, declare_topics
+from pipeline.topics import Topics, declare_topics, raw_source
+from schemas import ChatState
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,8 @@ class PipelineApp(faust.App):
     settings: Settings
     topics_: Topics
     ready_after: float | None = None
+    llm: LLMProxy
+    standin: LLMStandin | None = None
 
     @property
     def is_ready(self) -> bool:
@@ -52,6 +61,40 @@ class PipelineApp(faust.App):
         await ensure_topics(
             self.settings.bootstrap_servers, self.topic_specs(), self.settings.broker_start_timeout
         )
+        await self._start_llm()
+
+    async def _start_llm(self) -> None:
+        s = self.settings
+        urls = [s.llm_base_url, *s.llm_fallback_base_urls] if s.llm_base_url else []
+        if not urls:
+            self.standin = LLMStandin()
+            urls = [await self.standin.start("127.0.0.1", 0)]
+            log.warning(
+                "no LLM configured (WABOT_LLM_BASE_URL is empty): replies come from the "
+                "built-in stand-in at %s, which echoes the prompt; set WABOT_LLM_BASE_URL, "
+                "WABOT_LLM_MODEL and WABOT_LLM_API_KEY for a real model",
+                urls[0],
+            )
+        self.llm.client = LLMClient(
+            urls,
+            api_key=s.llm_api_key,
+            model=s.llm_model,
+            timeout_s=s.llm_timeout_s,
+            max_tokens=s.llm_max_tokens,
+            temperature=s.llm_temperature,
+            retries=s.llm_retries,
+            backoff_s=s.llm_backoff_s,
+            backoff_max_s=s.llm_backoff_max_s,
+            fallback_reply=s.llm_fallback_reply,
+        )
+        log.info("LLM: model %s at %s", s.llm_model, ", ".join(urls))
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self.llm.client is not None:
+            await self.llm.client.close()
+        if self.standin is not None:
+            await self.standin.stop()
 
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic the app reads or writes, and every table's changelog."""
@@ -93,6 +136,21 @@ class PipelineWorker(faust.Worker):
         self.spinner = None
 
 
+class LLMProxy:
+    """Lets agents be wired before the LLM client exists (it starts with the worker)."""
+
+    client: LLMClient | None = None
+
+    async def complete(
+        self, messages: list[dict[str, str]], *, turn_id: str, chat_id: str, trace_id: str
+    ) -> Any:
+        if self.client is None:
+            raise RuntimeError("the LLM client is not started yet")
+        return await self.client.complete(
+            messages, turn_id=turn_id, chat_id=chat_id, trace_id=trace_id
+        )
+
+
 def create_app(settings: Settings) -> PipelineApp:
     # Faust creates only the last level of its datadir.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,13 +171,15 @@ def create_app(settings: Settings) -> PipelineApp:
         web_port=settings.web_port,
         logging_config=logging_config(settings.log_level, settings.log_format),
         Worker=PipelineWorker,
+        # Turns are acked when their reply is on Kafka, which may wait for the previous
+        # reply of the chat to be applied by another agent: a rebalance must not wait
+        # for that. Unacked turns of revoked partitions are replayed by their new owner.
+        stream_wait_empty=False,
     )
     app.settings = settings
     app.topics_ = declare_topics(app, settings)
-    ping_counts = tables.ping_counts(app, settings.topic_partitions)
-    agents.ping.register(
-        app, app.topics_.ping, app.topics_.pong, ping_counts, worker=socket.gethostname()
-    )
+    app.llm = LLMProxy()
+    _wire_agents(app, settings)
 
     setup_prometheus_sensors(app, name_prefix=settings.app_id.replace("-", "_"))
     _views(app)
@@ -132,3 +192,83 @@ def _views(app: PipelineApp) -> None:
         ready = app.is_ready
         body = {"ready": ready, "ready_after_s": app.ready_after, "app_id": app.conf.id}
         return web.json(body, status=200 if ready else 503)
+
+
+def _wire_agents(app: PipelineApp, settings: Settings) -> None:
+    t = app.topics_
+    n = settings.topic_partitions
+    ping_counts = tables.ping_counts(app, n)
+    agents.ping.register(app, t.ping, t.pong, ping_counts, worker=socket.gethostname())
+
+    chats = tables.TypedTable(tables.chat_state_table(app, n), ChatState)
+    windows = tables.TypedTable(tables.windows_table(app, n), tables.ConversationWindow)
+    token_usage = tables.token_usage_table(app, n)
+    progress = ProgressBoard()
+
+    agents.guard.register(
+        app,
+        inbound_and_ticks=raw_source(
+            app, settings, settings.topic_inbound, settings.topic_guard_ticks
+        ),
+        ticks_topic_name=settings.topic_guard_ticks,
+        config=agents.guard.GuardConfig(
+            burst_quiet_s=settings.burst_quiet_s,
+            ignore_older_than_s=settings.ignore_older_than_s,
+            takeover_pause_s=settings.takeover_pause_s,
+            allow_list=frozenset(settings.allow_list),
+            block_list=frozenset(settings.block_list),
+            group_prefix=settings.group_prefix,
+            dedupe_window=settings.dedupe_window,
+            rate_chat_per_minute=settings.rate_chat_per_minute,
+            rate_sender_per_day=settings.rate_sender_per_day,
+            daily_token_budget=settings.daily_token_budget,
+            loop_max_bot_replies=settings.loop_max_bot_replies,
+            loop_quiet_reset_s=settings.loop_quiet_reset_s,
+            limit_notice=settings.limit_notice,
+        ),
+        tables=agents.guard.GuardTables(
+            state=tables.TypedTable(tables.guard_state_table(app, n), tables.GuardState),
+            chats=chats,
+            counters=tables.TypedTable(tables.rate_counters_table(app, n), tables.Counter),
+            token_usage=token_usage,
+        ),
+        topics=agents.guard.GuardTopics(
+            turns=t.turns,
+            ticks=t.guard_ticks,
+            outbound=t.outbound,
+            llm_calls=t.llm_calls,
+            dlq=t.dlq,
+        ),
+    )
+    scheduler = agents.respond.ChatScheduler(
+        agents.respond.RespondConfig(
+            system_prompt=settings.system_prompt,
+            max_in_flight=settings.respond_max_in_flight,
+            max_reply_chars=settings.max_reply_chars,
+            context_idle_expiry_s=settings.context_idle_expiry_s,
+            previous_turn_timeout_s=settings.llm_timeout_s * (settings.llm_retries + 2),
+        ),
+        windows=windows,
+        chats=chats,
+        llm=app.llm,
+        results=t.llm_results,
+        progress=progress,
+    )
+    agents.respond.register(
+        app, source=raw_source(app, settings, settings.topic_turns), dlq=t.dlq, scheduler=scheduler
+    )
+    agents.apply_reply.register(
+        app,
+        source=raw_source(app, settings, settings.topic_llm_results),
+        outbound=t.outbound,
+        llm_calls=t.llm_calls,
+        dlq=t.dlq,
+        windows=windows,
+        token_usage=token_usage,
+        progress=progress,
+        config=agents.apply_reply.WindowConfig(
+            max_entries=settings.context_turns,
+            token_budget=settings.context_token_budget,
+            idle_expiry_s=settings.context_idle_expiry_s,
+        ),
+    )

@@ -69,6 +69,94 @@ class Settings(BaseSettings):
     # --- topics ----------------------------------------------------------------
     topic_ping: str = Field("pipeline.ping", description="Health-check input topic")
     topic_pong: str = Field("pipeline.pong", description="Health-check output topic")
+    topic_inbound: str = Field("wa.inbound", description="Messages from WhatsApp (gateway)")
+    topic_events: str = Field("wa.events", description="Gateway connection and auth state")
+    topic_turns: str = Field("chat.turns", description="Validated, deduplicated turns (guard)")
+    topic_outbound: str = Field("wa.outbound", description="Replies to send (respond, API)")
+    topic_delivery: str = Field("wa.delivery", description="Delivery receipts (gateway sink)")
+    topic_llm_calls: str = Field("llm.calls", description="One record per LLM call or skip")
+    topic_llm_results: str = Field(
+        "llm.results", description="Internal: LLM replies on their way into the window table"
+    )
+    topic_guard_ticks: str = Field(
+        "guard.ticks", description="Internal: timers that close a burst of messages"
+    )
+    topic_dlq: str = Field("pipeline.dlq", description="Dead letters: bad input with a reason")
+
+    # --- guard ---------------------------------------------------------------
+    burst_quiet_s: float = Field(
+        1.5, ge=0, description="Messages of one chat this close together form one turn (0: off)"
+    )
+    ignore_older_than_s: float = Field(
+        900.0, gt=0, description="Messages older than this (WhatsApp time) are not answered"
+    )
+    takeover_pause_s: float = Field(
+        1800.0, ge=0, description="The owner typing in a chat pauses the bot there this long"
+    )
+    allow_list: list[str] = Field(
+        default_factory=list, description="If set, answer only these chat ids (JSON list)"
+    )
+    block_list: list[str] = Field(
+        default_factory=list, description="Never answer these chat ids (JSON list)"
+    )
+    group_prefix: str = Field(
+        "!bot", description="In groups, answer messages starting with this (or mentioning us)"
+    )
+    dedupe_window: int = Field(500, ge=1, description="Message ids remembered per chat")
+
+    # --- rate limits ---------------------------------------------------------
+    rate_chat_per_minute: int = Field(6, ge=0, description="Replies per chat per minute (0: off)")
+    rate_sender_per_day: int = Field(200, ge=0, description="Replies per sender per day (0: off)")
+    daily_token_budget: int = Field(
+        1_000_000, ge=0, description="LLM tokens per account per UTC day, all workers (0: off)"
+    )
+    loop_max_bot_replies: int = Field(
+        20, ge=0, description="Bot replies in a row without a quiet gap before it stops (0: off)"
+    )
+    loop_quiet_reset_s: float = Field(
+        600.0, gt=0, description="A chat quiet this long counts as a human pause (loop guard)"
+    )
+    limit_notice: str = Field(
+        "I'm getting a lot of messages right now; I'll answer again in a little while.",
+        description="The one polite notice sent when a limit is reached",
+    )
+
+    # --- the LLM ---------------------------------------------------------------
+    llm_base_url: str = Field(
+        "", description="OpenAI-compatible base URL; empty: the built-in local stand-in"
+    )
+    llm_api_key: str = Field("", description="API key for the LLM endpoint")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint")
+    llm_timeout_s: float = Field(30.0, gt=0, description="Timeout of one LLM call, seconds")
+    llm_max_tokens: int = Field(512, ge=1, description="max_tokens of each reply")
+    llm_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature")
+    llm_retries: int = Field(4, ge=0, description="Retries of 429, 5xx and timeouts")
+    llm_backoff_s: float = Field(0.5, gt=0, description="First retry delay, doubled each time")
+    llm_backoff_max_s: float = Field(20.0, gt=0, description="Longest retry delay")
+    llm_fallback_base_urls: list[str] = Field(
+        default_factory=list, description="Endpoints tried after the main one (JSON list)"
+    )
+    llm_fallback_reply: str = Field(
+        "Sorry, I can't answer right now. I'll get back to you soon.",
+        description="Sent when every LLM endpoint failed",
+    )
+    system_prompt: str = Field(
+        "You are a friendly, concise assistant answering WhatsApp messages for a small business.",
+        description="System prompt (a chat's persona overrides it)",
+    )
+    context_turns: int = Field(20, ge=1, description="Messages kept in a chat's context window")
+    context_token_budget: int = Field(
+        3000, ge=100, description="Approximate tokens of context sent with each prompt"
+    )
+    context_idle_expiry_s: float = Field(
+        86400.0, gt=0, description="A window idle this long starts afresh"
+    )
+    max_reply_chars: int = Field(
+        1500, ge=50, description="Longer replies are split into several messages"
+    )
+    respond_max_in_flight: int = Field(
+        256, ge=1, description="Turns of different chats answered at once per worker"
+    )
 
     # --- logging ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")

@@ -1,4 +1,9 @@
-"""Topic objects of the app; names come from settings (see DESIGN.md for the full list)."""
+"""Topic objects of the app; names come from settings (see DESIGN.md for the full list).
+
+Topics that agents read carry raw bytes: the agent decodes them itself, so a record
+that does not decode goes to the dead-letter topic with its original bytes instead of
+stopping the stream. Topics the app writes carry a pydantic codec.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +12,65 @@ from typing import Any
 
 from pipeline.codec import ModelCodec
 from pipeline.settings import Settings
-from schemas import Ping, Pong
+from schemas import (
+    DeadLetter,
+    DeliveryReceipt,
+    LLMCall,
+    LLMResult,
+    OutboundMessage,
+    Ping,
+    Pong,
+    Turn,
+)
 
 
 @dataclass(frozen=True)
 class Topics:
     ping: Any
     pong: Any
+    inbound: Any
+    events: Any
+    turns: Any
+    outbound: Any
+    delivery: Any
+    llm_calls: Any
+    llm_results: Any
+    guard_ticks: Any
+    dlq: Any
 
     def all(self) -> list[Any]:
         return [getattr(self, f.name) for f in fields(self)]
 
 
 def declare_topics(app: Any, settings: Settings) -> Topics:
+    def topic(name: str, model: type | None) -> Any:
+        return app.topic(
+            name,
+            key_serializer="raw",
+            value_serializer=ModelCodec(model) if model is not None else "raw",
+            partitions=settings.topic_partitions,
+        )
+
     return Topics(
-        ping=app.topic(
-            settings.topic_ping,
-            key_serializer="raw",
-            value_serializer=ModelCodec(Ping),
-            partitions=settings.topic_partitions,
-        ),
-        pong=app.topic(
-            settings.topic_pong,
-            key_serializer="raw",
-            value_serializer=ModelCodec(Pong),
-            partitions=settings.topic_partitions,
-        ),
+        ping=topic(settings.topic_ping, Ping),
+        pong=topic(settings.topic_pong, Pong),
+        inbound=topic(settings.topic_inbound, None),
+        events=topic(settings.topic_events, None),
+        turns=topic(settings.topic_turns, Turn),
+        outbound=topic(settings.topic_outbound, OutboundMessage),
+        delivery=topic(settings.topic_delivery, DeliveryReceipt),
+        llm_calls=topic(settings.topic_llm_calls, LLMCall),
+        llm_results=topic(settings.topic_llm_results, LLMResult),
+        guard_ticks=topic(settings.topic_guard_ticks, None),
+        dlq=topic(settings.topic_dlq, DeadLetter),
+    )
+
+
+def raw_source(app: Any, settings: Settings, *names: str) -> Any:
+    """One stream over ``names`` as raw bytes, for an agent that decodes for itself."""
+    return app.topic(
+        *names,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
     )

@@ -1,6 +1,62 @@
 """Pydantic models for every record on every topic. Imports nothing of the project."""
 
 from schemas.base import SCHEMA_VERSION, Record, new_trace_id
+from schemas.chat_ids import (
+    InvalidChatIdError,
+    canonical_chat_id,
+    is_group,
+    is_lid,
+    is_newsletter,
+    is_status_broadcast,
+)
+from schemas.chat_state import ChatState
+from schemas.dead_letter import DeadLetter
+from schemas.delivery import DeliveryReceipt, DeliveryStatus
+from schemas.inbound import InboundMessage, MediaInfo, MessageType
+from schemas.llm import LLMCall, LLMCallStatus
+from schemas.llm_result import LLMResult
+from schemas.outbound import OutboundKind, OutboundMessage
 from schemas.ping import Ping, Pong
+from schemas.turn import Turn
 
-__all__ = ["SCHEMA_VERSION", "Ping", "Pong", "Record", "new_trace_id"]
+#: Every record that travels on a topic or sits in a table, by the stem of its JSON Schema file.
+ALL_MODELS: dict[str, type[Record]] = {
+    "ping": Ping,
+    "pong": Pong,
+    "inbound_message": InboundMessage,
+    "turn": Turn,
+    "outbound_message": OutboundMessage,
+    "delivery_receipt": DeliveryReceipt,
+    "llm_call": LLMCall,
+    "llm_result": LLMResult,
+    "dead_letter": DeadLetter,
+    "chat_state": ChatState,
+}
+
+__all__ = [
+    "ALL_MODELS",
+    "SCHEMA_VERSION",
+    "ChatState",
+    "DeadLetter",
+    "DeliveryReceipt",
+    "DeliveryStatus",
+    "InboundMessage",
+    "InvalidChatIdError",
+    "LLMCall",
+    "LLMCallStatus",
+    "LLMResult",
+    "MediaInfo",
+    "MessageType",
+    "OutboundKind",
+    "OutboundMessage",
+    "Ping",
+    "Pong",
+    "Record",
+    "Turn",
+    "canonical_chat_id",
+    "is_group",
+    "is_lid",
+    "is_newsletter",
+    "is_status_broadcast",
+    "new_trace_id",
+]

@@ -1,5 +1,27 @@
 """Every changelog-backed table, built on the app it is given (tables never import pipeline)."""
 
+from tables.chat_state import chat_state_table
+from tables.guard_state import GuardState, PendingBurst, guard_state_table
 from tables.ping_counts import ping_counts
+from tables.rate_counters import Counter, rate_counters_table
+from tables.token_usage import token_usage_table, usage_key, used_on
+from tables.values import TypedTable
+from tables.windows import ConversationWindow, WindowEntry, estimate_tokens, windows_table
 
-__all__ = ["ping_counts"]
+__all__ = [
+    "ConversationWindow",
+    "Counter",
+    "GuardState",
+    "PendingBurst",
+    "TypedTable",
+    "WindowEntry",
+    "chat_state_table",
+    "estimate_tokens",
+    "guard_state_table",
+    "ping_counts",
+    "rate_counters_table",
+    "token_usage_table",
+    "usage_key",
+    "used_on",
+    "windows_table",
+]

@@ -1,0 +1,115 @@
+"""apply_reply: llm.results -> wa.outbound and llm.calls, updating the window in stream context.
+
+The second half of answering a turn (see agents/respond.py for why it is split): it
+appends the turn and its reply to the chat's window, adds the tokens to the day's
+budget, emits one OutboundMessage per part of the reply and the LLMCall records, then
+tells the respond agent that the chat may go on. A result for a turn already in the
+window (a replay after a crash) changes no table and emits the same outbound ids
+again, which the gateway's sink recognises as sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from agents.context import traced
+from agents.dead_letters import dead_letter
+from agents.progress import ProgressBoard
+from schemas import LLMResult, OutboundMessage
+from tables import ConversationWindow, TypedTable, usage_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    max_entries: int = 20
+    token_budget: int = 3000
+    idle_expiry_s: float = 86400.0
+
+
+def outbound_id(turn_id: str, part: int) -> str:
+    """Deterministic: a retried or replayed turn yields the same ids."""
+    return f"{turn_id}-{part}"
+
+
+def register(
+    app: Any,
+    *,
+    source: Any,
+    outbound: Any,
+    llm_calls: Any,
+    dlq: Any,
+    windows: TypedTable[ConversationWindow],
+    token_usage: Any,
+    progress: ProgressBoard,
+    config: WindowConfig,
+) -> Any:
+    @app.agent(source, name="apply_reply")
+    async def apply_reply(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                result = LLMResult.model_validate_json(event.value)
+            except (ValidationError, ValueError) as exc:
+                await dead_letter(dlq, event, "apply_reply", f"invalid result: {exc}", exc)
+                continue
+            turn = result.turn
+            with traced(turn.trace_id):
+                window = windows.get(turn.chat_id) or ConversationWindow()
+                fresh = not window.is_applied(turn.turn_id)
+                if fresh:
+                    windows.put(
+                        turn.chat_id,
+                        window.with_exchange(
+                            turn_id=turn.turn_id,
+                            seq=turn.seq,
+                            user=turn.text,
+                            reply=result.reply,
+                            now=time.time(),
+                            idle_expiry_s=config.idle_expiry_s,
+                            max_entries=config.max_entries,
+                            token_budget=config.token_budget,
+                        ),
+                    )
+                    if result.total_tokens:
+                        day = datetime.now(UTC).date().isoformat()
+                        usage = usage_key(day, event.message.partition)
+                        token_usage[usage] += result.total_tokens
+                key = turn.chat_id.encode()
+                for index, text in enumerate(result.parts):
+                    await outbound.send(
+                        key=key,
+                        value=OutboundMessage(
+                            outbound_id=outbound_id(turn.turn_id, index),
+                            chat_id=turn.chat_id,
+                            account_id=turn.account_id,
+                            text=text,
+                            turn_id=turn.turn_id,
+                            part=index,
+                            parts=len(result.parts),
+                            reply_to_message_id=turn.message_ids[-1] if turn.is_group else None,
+                            kind="reply" if result.status == "ok" else "fallback",
+                            trace_id=turn.trace_id,
+                        ),
+                    )
+                if fresh:
+                    for call in result.calls:
+                        await llm_calls.send(key=key, value=call)
+                    log.info(
+                        "reply to turn %s seq=%d: %d part(s), %s",
+                        turn.turn_id,
+                        turn.seq,
+                        len(result.parts),
+                        result.status,
+                    )
+                else:
+                    log.info("turn %s was already applied; outbound ids re-emitted", turn.turn_id)
+            progress.applied(turn.chat_id)
+
+    return apply_reply

@@ -1,0 +1,229 @@
+"""respond: chat.turns -> llm.results, many chats at once, each chat strictly in order.
+
+A plain Faust agent handles one record at a time: with a 1 s LLM call that is one reply
+a second for everyone. Here the stream loop only *dispatches*: each turn joins its
+chat's queue, one task per chat works through that queue in order, and a semaphore
+caps the LLM calls in flight across chats (``respond_max_in_flight``). When more turns
+wait than a few times that cap, the stream loop itself waits: that is the backpressure
+that keeps memory bounded.
+
+Order within a chat: turn n+1 is sent to the LLM only after the reply to turn n is in
+the chat's window (``windows.last_applied_seq >= n``), so its prompt contains that
+reply. The window is written by the apply_reply agent; the in-process ProgressBoard
+wakes the waiting chat task when it does.
+
+Tables change only in stream context, and this agent's chat tasks run outside it. So
+they never write a table: the LLM's answer goes to the ``llm.results`` topic (keyed by
+chat, co-partitioned), and apply_reply, consuming it in stream context, updates the
+window and token tables and emits the outbound messages. The reply is therefore on
+Kafka before anything depends on it, and replaying ``llm.results`` rebuilds the state.
+
+Offsets: the stream runs with manual acks. A turn is acked only when its LLMResult has
+been acknowledged by the broker, and Faust commits only up to the lowest offset not yet
+acked, so a crash replays every unfinished turn and skips none. A replayed turn gets
+the same outbound ids (derived from the turn id); apply_reply recognises a turn it has
+already applied, and the gateway's sink recognises an outbound id it has already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from agents.context import traced
+from agents.dead_letters import dead_letter
+from agents.progress import ProgressBoard
+from schemas import ChatState, LLMCall, LLMResult, Turn
+from tables import ConversationWindow, TypedTable
+
+log = logging.getLogger(__name__)
+
+
+class CompletionLike(Protocol):
+    text: str
+    status: Any
+    calls: list[LLMCall]
+
+    @property
+    def total_tokens(self) -> int: ...
+
+
+class Completer(Protocol):
+    async def complete(
+        self, messages: list[dict[str, str]], *, turn_id: str, chat_id: str, trace_id: str
+    ) -> CompletionLike: ...
+
+
+@dataclass(frozen=True)
+class RespondConfig:
+    system_prompt: str
+    max_in_flight: int = 256
+    max_reply_chars: int = 1500
+    context_idle_expiry_s: float = 86400.0
+    previous_turn_timeout_s: float = 120.0
+
+
+def split_reply(text: str, max_chars: int) -> list[str]:
+    """Split a long reply into messages of at most ``max_chars``.
+
+    Cuts at a paragraph, else a line, else a sentence end, else a space, as long as
+    the cut keeps at least a third of a message; only a word longer than that is cut.
+    """
+    rest = text.strip()
+    parts: list[str] = []
+    while len(rest) > max_chars:
+        window = rest[: max_chars + 1]
+        cut = max_chars
+        for separator in ("\n\n", "\n", ". ", "! ", "? ", " "):
+            found = window.rfind(separator)
+            if found > max_chars // 3:
+                cut = found + len(separator.rstrip()) if separator.strip() else found
+                break
+        parts.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+class ChatScheduler:
+    """Per-chat ordered queues, a global cap on LLM calls in flight, and backpressure."""
+
+    def __init__(
+        self,
+        config: RespondConfig,
+        windows: TypedTable[ConversationWindow],
+        chats: TypedTable[ChatState],
+        llm: Completer,
+        results: Any,
+        progress: ProgressBoard,
+    ) -> None:
+        self.config = config
+        self.windows = windows
+        self.chats = chats
+        self.llm = llm
+        self.results = results
+        self.progress = progress
+        self._queues: dict[str, deque[tuple[Turn, Callable[[], Awaitable[Any]]]]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._in_flight = asyncio.Semaphore(config.max_in_flight)
+        self._space = asyncio.Condition()
+        self.queued = 0
+        self.max_queued = config.max_in_flight * 4
+
+    async def submit(self, turn: Turn, done: Callable[[], Awaitable[Any]]) -> None:
+        """Queue ``turn`` behind its chat's earlier turns; wait while too many are queued."""
+        async with self._space:
+            await self._space.wait_for(lambda: self.queued < self.max_queued)
+            self.queued += 1
+        self._queues.setdefault(turn.chat_id, deque()).append((turn, done))
+        if turn.chat_id not in self._tasks:
+            self._tasks[turn.chat_id] = asyncio.create_task(self._run_chat(turn.chat_id))
+
+    async def _run_chat(self, chat: str) -> None:
+        queue = self._queues[chat]
+        try:
+            while queue:
+                turn, done = queue.popleft()
+                finished = await self._answer_with_retries(turn)
+                if finished:
+                    await done()
+                async with self._space:
+                    self.queued -= 1
+                    self._space.notify_all()
+        finally:
+            del self._tasks[chat]
+            if not queue:
+                self._queues.pop(chat, None)
+
+    async def _answer_with_retries(self, turn: Turn) -> bool:
+        with traced(turn.trace_id):
+            for attempt in range(1, 4):
+                try:
+                    await self._answer(turn)
+                    return True
+                except Exception:
+                    log.exception("turn %s failed (attempt %d)", turn.turn_id, attempt)
+                    await asyncio.sleep(attempt)
+            # Left unacked: the offset is not committed past it and a restart retries it.
+            log.error("turn %s left unfinished; it is retried after a restart", turn.turn_id)
+            return False
+
+    async def _answer(self, turn: Turn) -> None:
+        chat = turn.chat_id
+        deadline = time.monotonic() + self.config.previous_turn_timeout_s
+        while True:
+            window = self.windows.get(chat) or ConversationWindow()
+            if window.is_applied(turn.turn_id):
+                return  # replay of a turn whose reply is already in the window
+            if turn.seq == 0 or window.last_applied_seq >= turn.seq - 1:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning(
+                    "turn %s seq=%d: previous reply not applied after %.0fs; answering anyway",
+                    turn.turn_id,
+                    turn.seq,
+                    self.config.previous_turn_timeout_s,
+                )
+                break
+            await self.progress.wait_change(chat, min(remaining, 1.0))
+        messages = self.prompt(turn, window)
+        async with self._in_flight:
+            completion = await self.llm.complete(
+                messages, turn_id=turn.turn_id, chat_id=chat, trace_id=turn.trace_id
+            )
+        result = LLMResult(
+            turn=turn,
+            reply=completion.text,
+            parts=split_reply(completion.text, self.config.max_reply_chars),
+            status=completion.status,
+            calls=completion.calls,
+            total_tokens=completion.total_tokens,
+            trace_id=turn.trace_id,
+        )
+        delivered = await self.results.send(key=chat.encode(), value=result)
+        await delivered  # the broker has it: only now may the turn's offset be committed
+
+    def prompt(self, turn: Turn, window: ConversationWindow) -> list[dict[str, str]]:
+        state = self.chats.get(turn.chat_id)
+        system = state.persona if state is not None and state.persona else self.config.system_prompt
+        messages = [{"role": "system", "content": system}]
+        for entry in window.context(time.time(), self.config.context_idle_expiry_s):
+            messages.append({"role": entry.role, "content": entry.content})
+        messages.append({"role": "user", "content": turn.text})
+        return messages
+
+
+def register(
+    app: Any,
+    *,
+    source: Any,
+    dlq: Any,
+    scheduler: ChatScheduler,
+) -> Any:
+    """Attach the respond agent to ``app``; return the agent."""
+
+    @app.agent(source, name="respond")
+    async def respond(stream: Any) -> None:
+        async for event in stream.noack().events():
+            try:
+                turn = Turn.model_validate_json(event.value)
+            except (ValidationError, ValueError) as exc:
+                await dead_letter(dlq, event, "respond", f"invalid turn: {exc}", exc)
+                await stream.ack(event)
+                continue
+
+            async def done(event: Any = event) -> None:
+                await stream.ack(event)
+
+            await scheduler.submit(turn, done)
+
+    return respond

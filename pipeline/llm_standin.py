@@ -1,0 +1,765 @@
+"""A local HTTP server that speaks the OpenAI chat-completions protocol.
+
+The bot, its tests and its benchmarks need an LLM endpoint that is real HTTP (so the production
+client code path, connection pooling, timeouts and retries are all exercised) yet free, instant to
+start and deterministic. This stand-in is that endpoint, and it is also the zero-setup default when
+no LLM is configured.
+
+Replies echo what the server received, so a test can tell from the reply alone which prompt
+reached the model::
+
+    echo[3|sys:1a2b3c]: last user message
+
+``3`` is the number of messages and ``1a2b3c`` the first six hex digits of the SHA-1 of the system
+prompt (omitted when there is none). A user message ``LONG:<n>`` asks for an ``n``-word reply
+instead, which exercises reply splitting.
+
+Failures are scripted as a FIFO queue (``429`` with ``Retry-After``, ``500``, or ``hang``) that
+successive chat-completion requests consume, set either in :class:`StandinConfig` or at runtime::
+
+    POST /admin/failures  {"failures": [{"kind": "429", "retry_after": 1}, {"kind": "hang"}],
+                           "latency_s": 0.2}
+    GET  /admin/stats     request counts, counts by status, last 1000 received ``messages``
+    POST /admin/reset     clears the stats and the queue, restores the configured latency/prefix
+
+Run it in the foreground with ``python -m pipeline.llm_standin --port 8089 --latency 0.2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, cast
+
+from aiohttp import web
+
+__all__ = [
+    "MODEL_ID",
+    "Failure",
+    "FailureKind",
+    "LLMStandin",
+    "StandinConfig",
+    "StandinStats",
+    "ThreadedStandin",
+    "main",
+    "run_in_thread",
+]
+
+MODEL_ID = "standin-1"
+"""The one model ``GET /v1/models`` lists; requests may name any model, it is echoed back."""
+
+HISTORY = 1000
+"""How many received ``messages`` lists the stats keep: enough for tests, bounded for benchmarks."""
+
+MAX_LONG_WORDS = 100_000
+"""``LONG:<n>`` above this is refused, so a typo cannot make the server build a gigabyte string."""
+
+MAX_QUEUED_FAILURES = 100_000
+"""A bound on the failure script, for the same reason."""
+
+FailureKind = Literal["429", "500", "hang"]
+_T = TypeVar("_T")
+
+_KINDS: frozenset[str] = frozenset({"429", "500", "hang"})
+_ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_SYSTEM_ROLES: frozenset[str] = frozenset({"system", "developer"})
+_LONG = re.compile(r"LONG:(\d+)")
+_JSON = "application/json"
+
+
+class _InvalidRequest(Exception):
+    """A request the real API would refuse with 400; carries OpenAI's ``param`` field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One scripted failure, consumed by one chat-completion request.
+
+    ``retry_after`` (seconds) only matters for ``429``; ``times`` repeats the entry so that
+    "three 429s in a row" is one line rather than three.
+    """
+
+    kind: FailureKind
+    retry_after: float = 1.0
+    times: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"failure kind must be one of {sorted(_KINDS)}, not {self.kind!r}")
+        if self.retry_after < 0:
+            raise ValueError("retry_after must be >= 0")
+        if not 1 <= self.times <= MAX_QUEUED_FAILURES:
+            raise ValueError(f"times must be between 1 and {MAX_QUEUED_FAILURES}")
+
+    @classmethod
+    def from_json(cls, value: object) -> Failure:
+        """Builds a failure from the admin endpoint's JSON, naming the field that is wrong."""
+        if not isinstance(value, dict):
+            raise ValueError('each failure must be an object like {"kind": "429"}')
+        kind = value.get("kind")
+        if isinstance(kind, int) and not isinstance(kind, bool):
+            kind = str(kind)
+        if not isinstance(kind, str) or kind not in _KINDS:
+            raise ValueError(f"failure kind must be one of {sorted(_KINDS)}, not {kind!r}")
+        retry_after = value.get("retry_after", 1.0)
+        if not _is_number(retry_after):
+            raise ValueError("retry_after must be a number of seconds")
+        times = value.get("times", 1)
+        if not isinstance(times, int) or isinstance(times, bool):
+            raise ValueError("times must be an integer")
+        return cls(cast(FailureKind, kind), float(retry_after), times)
+
+
+@dataclass
+class StandinConfig:
+    """How the stand-in behaves when it starts; the admin endpoint can change it at runtime.
+
+    ``hang_max_s`` bounds a ``hang`` so a forgotten one cannot hold a socket forever; shutdown
+    cuts it short anyway.
+    """
+
+    latency_s: float = 0.0
+    reply_prefix: str = "echo"
+    failures: list[Failure] = field(default_factory=list)
+    hang_max_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class StandinStats:
+    """A snapshot of what the server has received since it started or was last reset.
+
+    ``by_status`` keys are HTTP status codes as strings, plus ``"hang"`` for each request that
+    began a scripted hang (whatever ended it). ``messages`` holds the ``messages`` value of the
+    last :data:`HISTORY` chat-completion requests whose body had a ``messages`` list, oldest first,
+    including requests that were then failed on purpose.
+    """
+
+    requests: int
+    by_status: dict[str, int]
+    messages: list[list[Any]]
+    pending_failures: int
+    in_flight: int
+    max_in_flight: int
+    latency_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of ``GET /admin/stats``."""
+        return {
+            "requests": self.requests,
+            "by_status": dict(self.by_status),
+            "messages": self.messages,
+            "pending_failures": self.pending_failures,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "latency_s": self.latency_s,
+        }
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _json_response(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    # Compact separators: at benchmark rates the bytes and the encoder time add up.
+    return web.Response(
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        status=status,
+        headers=headers,
+        content_type=_JSON,
+    )
+
+
+def _invalid(exc: _InvalidRequest) -> web.Response:
+    return _json_response(_error_body(exc.message, "invalid_request_error", exc.param), 400)
+
+
+def _text_of(content: object, param: str, role: str) -> str:
+    """The text of a message's content: a string, or the text parts of a content-part list."""
+    if isinstance(content, str):
+        return content
+    if content is None and role in {"assistant", "tool", "function"}:
+        return ""  # an assistant turn that only carried tool calls
+    if isinstance(content, list):
+        texts: list[str] = []
+        for index, part in enumerate(content):
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise _InvalidRequest(
+                    f"Invalid content part at '{param}[{index}]': expected an object with a "
+                    "'type'.",
+                    f"{param}[{index}]",
+                )
+            if part["type"] == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise _InvalidRequest(
+                        f"Invalid type for '{param}[{index}].text': expected a string.",
+                        f"{param}[{index}].text",
+                    )
+                texts.append(text)
+        return "\n".join(texts)
+    raise _InvalidRequest(
+        f"Invalid type for '{param}': expected a string or an array of content parts.", param
+    )
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """A validated chat-completion request, reduced to what the reply depends on."""
+
+    model: str
+    roles: list[str]
+    texts: list[str]
+    max_tokens: int | None
+
+
+def _parse_completion_request(body: object) -> _Prompt:
+    """Validates a request body the way the real API does, with OpenAI's wording where it helps."""
+    if not isinstance(body, dict):
+        raise _InvalidRequest("The request body must be a JSON object.")
+    model = body.get("model")
+    if model is None:
+        raise _InvalidRequest("Missing required parameter: 'model'.", "model")
+    if not isinstance(model, str) or not model:
+        raise _InvalidRequest("Invalid type for 'model': expected a non-empty string.", "model")
+    if body.get("stream"):
+        raise _InvalidRequest(
+            "Streaming is not supported by the LLM stand-in; send 'stream': false.", "stream"
+        )
+    messages = body.get("messages")
+    if messages is None:
+        raise _InvalidRequest("Missing required parameter: 'messages'.", "messages")
+    if not isinstance(messages, list):
+        raise _InvalidRequest("Invalid type for 'messages': expected an array.", "messages")
+    if not messages:
+        raise _InvalidRequest(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            "messages",
+        )
+    roles: list[str] = []
+    texts: list[str] = []
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _InvalidRequest(f"Invalid type for '{param}': expected an object.", param)
+        role = message.get("role")
+        if role is None:
+            raise _InvalidRequest(f"Missing required parameter: '{param}.role'.", f"{param}.role")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _InvalidRequest(
+                f"Invalid value: {role!r}. Supported values are: {', '.join(sorted(_ROLES))}.",
+                f"{param}.role",
+            )
+        if "content" not in message and role not in {"assistant"}:
+            raise _InvalidRequest(
+                f"Missing required parameter: '{param}.content'.", f"{param}.content"
+            )
+        roles.append(role)
+        texts.append(_text_of(message.get("content"), f"{param}.content", role))
+    max_tokens: object = body.get("max_completion_tokens")
+    param = "max_completion_tokens"
+    if max_tokens is None:
+        max_tokens, param = body.get("max_tokens"), "max_tokens"
+    if max_tokens is not None and (
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+    ):
+        raise _InvalidRequest(f"Invalid '{param}': expected an integer >= 1.", param)
+    return _Prompt(model, roles, texts, max_tokens)
+
+
+@functools.lru_cache(maxsize=256)
+def _system_hash(system: str) -> str:
+    """Six hex digits of SHA-1; cached because a bot sends the same system prompt every time."""
+    return hashlib.sha1(system.encode(), usedforsecurity=False).hexdigest()[:6]
+
+
+def _reply_for(prompt: _Prompt, prefix: str) -> str:
+    """The deterministic reply: it names the message count, the system hash and the last user text.
+
+    Tests compare against it, so it depends on nothing but the request and the prefix.
+    """
+    last_user = next(
+        (
+            text
+            for role, text in zip(reversed(prompt.roles), reversed(prompt.texts), strict=True)
+            if role == "user"
+        ),
+        "",
+    )
+    long = _LONG.fullmatch(last_user.strip())
+    if long is not None:
+        words = int(long.group(1))
+        if words > MAX_LONG_WORDS:
+            raise _InvalidRequest(f"LONG:<n> is limited to {MAX_LONG_WORDS} words.", "messages")
+        return " ".join(f"word{i}" for i in range(1, words + 1))
+    system = [
+        text for role, text in zip(prompt.roles, prompt.texts, strict=True) if role in _SYSTEM_ROLES
+    ]
+    tag = str(len(prompt.texts))
+    if system:
+        tag += "|sys:" + _system_hash("\n".join(system))
+    return f"{prefix}[{tag}]: {last_user}"
+
+
+def _completion(prompt: _Prompt, reply: str) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object, with word counts standing in for tokens."""
+    words = reply.split()
+    finish_reason = "stop"
+    if prompt.max_tokens is not None and len(words) > prompt.max_tokens:
+        words = words[: prompt.max_tokens]
+        reply = " ".join(words)
+        finish_reason = "length"
+    prompt_tokens = sum(len(text.split()) for text in prompt.texts) + 3 * len(prompt.texts)
+    completion_tokens = len(words)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": prompt.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": None,
+    }
+
+
+def _retry_after_header(seconds: float) -> str:
+    # Whole seconds is what HTTP specifies; fractions are kept because the openai client parses
+    # them and sub-second retries keep tests fast.
+    return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
+
+
+def _format_url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/v1"
+
+
+class LLMStandin:
+    """The stand-in server, run on the caller's event loop.
+
+    ``start()`` binds the socket itself so ``port=0`` yields a free port that is known before the
+    first request; ``stop()`` cuts every pending latency sleep and hang short so shutdown never
+    waits on a scripted failure.
+    """
+
+    def __init__(self, config: StandinConfig | None = None) -> None:
+        self._config = config if config is not None else StandinConfig()
+        self._latency_s = self._config.latency_s
+        self._prefix = self._config.reply_prefix
+        self._failures: deque[Failure] = deque()
+        self._queue_failures(self._config.failures)
+        self._requests = 0
+        self._by_status: Counter[str] = Counter()
+        self._messages: deque[list[Any]] = deque(maxlen=HISTORY)
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._sleeping: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Starts listening and returns the base URL to hand to an OpenAI client."""
+        if self._runner is not None:
+            raise RuntimeError("the LLM stand-in is already started")
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/admin/failures", self._admin_failures)
+        app.router.add_get("/admin/stats", self._admin_stats)
+        app.router.add_post("/admin/reset", self._admin_reset)
+        # handler_cancellation: a client that gave up (timeout during a hang) frees its handler at
+        # once instead of leaving a sleeper behind. No access log: it would dominate at 2k req/s.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=5.0
+        )
+        await runner.setup()
+        family, type_, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[
+            0
+        ]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            # A deep backlog so a benchmark opening a thousand connections at once is not refused.
+            site = web.SockSite(runner, sock, backlog=4096)
+            await site.start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._closing = False
+        bound_host, bound_port = sock.getsockname()[:2]
+        self._base_url = _format_url(str(bound_host), int(bound_port))
+        return self._base_url
+
+    async def stop(self) -> None:
+        """Stops listening, cancels pending sleeps and hangs, and closes every connection."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing = True
+        for task in list(self._sleeping):
+            task.cancel()
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port/v1``, what ``openai.AsyncOpenAI(base_url=...)`` expects."""
+        if self._base_url is None:
+            raise RuntimeError("the LLM stand-in has not been started")
+        return self._base_url
+
+    @property
+    def stats(self) -> StandinStats:
+        """A snapshot, so callers can compare before and after without aliasing live state."""
+        return StandinStats(
+            requests=self._requests,
+            by_status=dict(self._by_status),
+            messages=list(self._messages),
+            pending_failures=len(self._failures),
+            in_flight=self._in_flight,
+            max_in_flight=self._max_in_flight,
+            latency_s=self._latency_s,
+        )
+
+    # -- runtime control (also reachable over HTTP) ------------------------------------------
+
+    def set_failures(
+        self,
+        failures: Iterable[Failure],
+        *,
+        latency_s: float | None = None,
+        reply_prefix: str | None = None,
+    ) -> None:
+        """Replaces the failure script (and optionally latency and prefix) for later requests."""
+        if latency_s is not None and latency_s < 0:
+            raise ValueError("latency_s must be >= 0")
+        failures = list(failures)
+        self._failures.clear()
+        self._queue_failures(failures)
+        if latency_s is not None:
+            self._latency_s = latency_s
+        if reply_prefix is not None:
+            self._prefix = reply_prefix
+
+    def reset(self) -> None:
+        """Forgets the stats and the failure script; latency and prefix return to the config's."""
+        self._failures.clear()
+        self._latency_s = self._config.latency_s
+        self._prefix = self._config.reply_prefix
+        self._requests = 0
+        self._by_status.clear()
+        self._messages.clear()
+        self._max_in_flight = self._in_flight
+
+    def _queue_failures(self, failures: Iterable[Failure]) -> None:
+        expanded = [f for failure in failures for f in [failure] * failure.times]
+        if len(self._failures) + len(expanded) > MAX_QUEUED_FAILURES:
+            raise ValueError(f"at most {MAX_QUEUED_FAILURES} failures can be queued")
+        self._failures.extend(expanded)
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleeps in a way that :meth:`stop` can cut short, without a task per sleeper."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - handlers always run in a task
+            await asyncio.sleep(seconds)
+            return
+        self._sleeping.add(task)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self._sleeping.discard(task)
+
+    async def _chat_completions(self, request: web.Request) -> web.Response:
+        self._requests += 1
+        self._in_flight += 1
+        if self._in_flight > self._max_in_flight:
+            self._max_in_flight = self._in_flight
+        try:
+            response = await self._answer(request)
+        finally:
+            self._in_flight -= 1
+        self._by_status[str(response.status)] += 1
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            body: object = json.loads(raw)
+        except ValueError:
+            return _invalid(
+                _InvalidRequest(
+                    "We could not parse the JSON body of your request. (HINT: This likely means "
+                    "you aren't using your HTTP library correctly.)"
+                )
+            )
+        if isinstance(body, dict) and isinstance(body.get("messages"), list):
+            self._messages.append(body["messages"])
+        # Failures come before validation, as a rate limiter or a crashing proxy in front of the
+        # model would; they answer at once, without the configured latency.
+        if self._failures:
+            failure = self._failures.popleft()
+            if failure.kind == "429":
+                return _json_response(
+                    _error_body(
+                        "Rate limit reached for requests (injected by the LLM stand-in).",
+                        "requests",
+                        code="rate_limit_exceeded",
+                    ),
+                    429,
+                    {"Retry-After": _retry_after_header(failure.retry_after)},
+                )
+            if failure.kind == "500":
+                return _json_response(
+                    _error_body(
+                        "The server had an error while processing your request "
+                        "(injected by the LLM stand-in).",
+                        "server_error",
+                    ),
+                    500,
+                )
+            self._by_status["hang"] += 1
+            await self._sleep(self._config.hang_max_s)
+            return _json_response(
+                _error_body("The injected hang reached its bound.", "timeout"), 504
+            )
+        try:
+            prompt = _parse_completion_request(body)
+            reply = _reply_for(prompt, self._prefix)
+        except _InvalidRequest as exc:
+            return _invalid(exc)
+        if self._latency_s > 0:
+            await self._sleep(self._latency_s)
+        return _json_response(_completion(prompt, reply))
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return _json_response(
+            {
+                "object": "list",
+                "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "wabot"}],
+            }
+        )
+
+    async def _admin_failures(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            raw_failures = body.get("failures", [])
+            if not isinstance(raw_failures, list):
+                raise ValueError("'failures' must be an array")
+            failures = [Failure.from_json(item) for item in raw_failures]
+            latency_s = body.get("latency_s")
+            if latency_s is not None and not _is_number(latency_s):
+                raise ValueError("'latency_s' must be a number of seconds")
+            prefix = body.get("reply_prefix")
+            if prefix is not None and not isinstance(prefix, str):
+                raise ValueError("'reply_prefix' must be a string")
+            self.set_failures(
+                failures,
+                latency_s=None if latency_s is None else float(latency_s),
+                reply_prefix=prefix,
+            )
+        except ValueError as exc:
+            return _json_response(_error_body(str(exc), "invalid_request_error"), 400)
+        return _json_response(
+            {"pending_failures": len(self._failures), "latency_s": self._latency_s}
+        )
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        return _json_response(self.stats.to_json())
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return _json_response(self.stats.to_json())
+
+
+class ThreadedStandin:
+    """An :class:`LLMStandin` on its own thread and event loop, for synchronous callers.
+
+    Benchmarks and sync tests get a server that keeps answering while their own thread blocks.
+    Every call into the server is marshalled onto its loop, so there is no shared-state race.
+    """
+
+    def __init__(self, config: StandinConfig | None = None) -> None:
+        self._server = LLMStandin(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="llm-standin", daemon=True
+        )
+        self._stopped = False
+
+    def start(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> str:
+        """Starts the loop thread and the server; returns the base URL."""
+        self._thread.start()
+        try:
+            return self._call(self._server.start(host, port), timeout)
+        except BaseException:
+            self._shutdown_loop()
+            raise
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops the server, then the loop and its thread; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self._call(self._server.stop(), timeout)
+        finally:
+            self._shutdown_loop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``."""
+        return self._server.base_url
+
+    @property
+    def stats(self) -> StandinStats:
+        """A snapshot taken on the server's loop."""
+        return self._call(self._async(lambda: self._server.stats), 10.0)
+
+    def set_failures(
+        self,
+        failures: Iterable[Failure],
+        *,
+        latency_s: float | None = None,
+        reply_prefix: str | None = None,
+    ) -> None:
+        """See :meth:`LLMStandin.set_failures`."""
+        failures = list(failures)
+        self._call(
+            self._async(
+                lambda: self._server.set_failures(
+                    failures, latency_s=latency_s, reply_prefix=reply_prefix
+                )
+            ),
+            10.0,
+        )
+
+    def reset(self) -> None:
+        """See :meth:`LLMStandin.reset`."""
+        self._call(self._async(self._server.reset), 10.0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @staticmethod
+    async def _async(fn: Callable[[], _T]) -> _T:
+        return fn()
+
+    def _call(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        future: ConcurrentFuture[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    def _shutdown_loop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10.0)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def run_in_thread(
+    config: StandinConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> ThreadedStandin:
+    """Starts a stand-in on a background thread; call ``.stop()`` (or use ``with``) when done."""
+    server = ThreadedStandin(config)
+    server.start(host, port)
+    return server
+
+
+async def _serve(host: str, port: int, config: StandinConfig) -> None:
+    server = LLMStandin(config)
+    print(await server.start(host, port), flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+        loop.add_signal_handler(signal.SIGTERM, done.set)
+    try:
+        await done.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.llm_standin``: serve in the foreground until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.llm_standin",
+        description="A local OpenAI-compatible chat-completions server that echoes its prompts.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    parser.add_argument("--prefix", default="echo", help="reply prefix")
+    args = parser.parse_args(argv)
+    config = StandinConfig(latency_s=args.latency, reply_prefix=args.prefix)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port, config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
