@@ -63,24 +63,9 @@ def register(
             with traced(turn.trace_id):
                 window = windows.get(turn.chat_id) or ConversationWindow()
                 fresh = not window.is_applied(turn.turn_id)
-                if fresh:
-                    windows.put(
-                        turn.chat_id,
-                        window.with_exchange(
-                            turn_id=turn.turn_id,
-                            seq=turn.seq,
-                            user=turn.text,
-                            reply=result.reply,
-                            now=time.time(),
-                            idle_expiry_s=config.idle_expiry_s,
-                            max_entries=config.max_entries,
-                            token_budget=config.token_budget,
-                        ),
-                    )
-                    if result.total_tokens:
-                        day = datetime.now(UTC).date().isoformat()
-                        usage = usage_key(day, event.message.partition)
-                        token_usage[usage] += result.total_tokens
+                # Outputs first, tables second: dying between the two replays this
+                # result, which re-emits the same outbound ids (the sink skips them);
+                # the other order could record a reply that was never sent.
                 key = turn.chat_id.encode()
                 for index, text in enumerate(result.parts):
                     await outbound.send(
@@ -98,9 +83,28 @@ def register(
                             trace_id=turn.trace_id,
                         ),
                     )
-                if fresh:
+                if not fresh:
+                    log.info("turn %s was already applied; outbound ids re-emitted", turn.turn_id)
+                else:
                     for call in result.calls:
                         await llm_calls.send(key=key, value=call)
+                    windows.put(
+                        turn.chat_id,
+                        window.with_exchange(
+                            turn_id=turn.turn_id,
+                            seq=turn.seq,
+                            user=turn.text,
+                            reply=result.reply,
+                            now=time.time(),
+                            idle_expiry_s=config.idle_expiry_s,
+                            max_entries=config.max_entries,
+                            token_budget=config.token_budget,
+                        ),
+                    )
+                    if result.total_tokens:
+                        day = datetime.now(UTC).date().isoformat()
+                        usage = usage_key(day, event.message.partition)
+                        token_usage[usage] += result.total_tokens
                     log.info(
                         "reply to turn %s seq=%d: %d part(s), %s",
                         turn.turn_id,
@@ -108,8 +112,6 @@ def register(
                         len(result.parts),
                         result.status,
                     )
-                else:
-                    log.info("turn %s was already applied; outbound ids re-emitted", turn.turn_id)
             progress.applied(turn.chat_id)
 
     return apply_reply

@@ -141,9 +141,10 @@ class Guard:
         decision = self._classify(message, state)
         if decision == "accepted":
             self._add_to_burst(state, message)
+            if self.config.burst_quiet_s <= 0:
+                await self._close_burst(chat, state)  # writes the state after the turn
+                return decision
         self.tables.state.put(chat, state)
-        if decision == "accepted" and self.config.burst_quiet_s <= 0:
-            await self._close_burst(chat, state)
         return decision
 
     def _classify(self, message: InboundMessage, state: GuardState) -> str:
@@ -223,8 +224,8 @@ class Guard:
         first, last = messages[0], messages[-1]
         blocked = self._limit_reached(first)
         if blocked is not None:
-            self.tables.state.put(chat, state)
             await self._skip(first, blocked)
+            self.tables.state.put(chat, state)
             return
         text = "\n".join(self._strip_prefix(m) for m in messages)
         turn = Turn(
@@ -241,10 +242,13 @@ class Guard:
             last_received_at=last.received_at,
             trace_id=first.trace_id,
         )
+        # Output first, state second: if the worker dies between the two, the message
+        # is processed again and yields the same turn (same id and seq), which respond
+        # and apply_reply recognise; the other order could lose the turn.
+        await self.topics.turns.send(key=chat.encode(), value=turn)
         state.next_seq += 1
         self.tables.state.put(chat, state)
         self._count_reply(first)
-        await self.topics.turns.send(key=chat.encode(), value=turn)
         log.info("turn %s seq=%d from %d message(s)", turn.turn_id, turn.seq, len(messages))
 
     def _strip_prefix(self, message: InboundMessage) -> str:

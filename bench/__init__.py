@@ -1,0 +1,1 @@
+"""Benchmarks of the conversation pipeline; run them as ``python -m bench.<name>`` (see README)."""

@@ -1,0 +1,203 @@
+"""Replies per second of one worker when the LLM is slow, against a naive one-at-a-time agent.
+
+The LLM stand-in answers after ``--latency`` seconds. ``--turns`` messages spread round-robin
+over ``--chats`` chats (``--turns / --chats`` per chat) are all produced up front; one worker
+with ``WABOT_RESPOND_MAX_IN_FLIGHT=--max-in-flight`` answers them. Each body is
+``"<chat> <k>"`` and the stand-in echoes it, so the replies show whether each chat was answered
+in order (k = 0..n-1) and whether every turn got exactly one reply (distinct outbound ids).
+
+Then, in the same run, the baseline: bench/naive_app.py (one plain Faust agent calling the LLM
+and producing the reply, one record at a time) answers ``--naive-turns`` messages at the same
+latency.
+
+    .venv/bin/python -m bench.slow_llm --latency 1.0 --chats 1000 --turns 20000 --naive-turns 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from bench.common import (
+    REPO,
+    Bench,
+    Collector,
+    add_common_args,
+    check_replies,
+    correctness_lines,
+    create_topics,
+    emit,
+    expected_per_chat,
+    log_problems,
+    machine,
+    problems_lines,
+    produce_all,
+    rates,
+    round_robin_turns,
+    rss_kib,
+    say,
+    topic_size,
+)
+
+
+async def measure_pipeline(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    records = round_robin_turns(bench.run, args.chats, args.turns)
+    expected = expected_per_chat(args.chats, args.turns)
+    collector = Collector(bench.bootstrap, bench.topics["outbound"])
+    await collector.start()
+    try:
+        say(f"producing {len(records)} turns over {args.chats} chats")
+        produced = await produce_all(bench.bootstrap, bench.topics["inbound"], records)
+        say(f"produced in {produced.flushed - produced.started:.2f}s ({produced.rate:.0f}/s)")
+        complete = await collector.wait_for(len(records), args.stall_timeout, args.settle)
+    finally:
+        await collector.stop()
+    return {
+        "complete": complete,
+        "produce_s": round(produced.flushed - produced.started, 3),
+        **rates(collector.replies, produced.started),
+        "duplicates": collector.duplicates,
+        "duplicate_examples": collector.duplicate_ids,
+        "check": check_replies(collector.replies, expected),
+        "dead_letters": await topic_size(bench.bootstrap, bench.topics["dlq"]),
+    }
+
+
+async def measure_naive(bench: Bench, args: argparse.Namespace, run: str) -> dict[str, Any]:
+    topic_in, topic_out = f"b{run}.naive.in", f"b{run}.naive.out"
+    chats = min(args.chats, args.naive_turns)
+    records = round_robin_turns(run, chats, args.naive_turns)
+    expected = expected_per_chat(chats, args.naive_turns)
+    collector = Collector(bench.bootstrap, topic_out)
+    await collector.start()
+    try:
+        produced = await produce_all(bench.bootstrap, topic_in, records)
+        say(f"naive agent: produced {len(records)} turns; about {len(records) * args.latency:.0f}s")
+        complete = await collector.wait_for(
+            len(records), max(args.stall_timeout, 3 * args.latency + 10), args.settle
+        )
+    finally:
+        await collector.stop()
+    return {
+        "complete": complete,
+        **rates(collector.replies, produced.started),
+        "duplicates": collector.duplicates,
+        "check": check_replies(collector.replies, expected),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.slow_llm", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--latency", type=float, default=1.0, help="LLM stand-in latency, s")
+    parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=20000, help="spread round-robin over chats")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=256, help="WABOT_RESPOND_MAX_IN_FLIGHT"
+    )
+    parser.add_argument(
+        "--naive-turns", type=int, default=200, help="turns for the naive agent (0: skip it)"
+    )
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+
+    with Bench(args, "slow") as bench:
+        bench.start_broker()
+        base_url = bench.start_standin(args.latency)
+        worker = bench.start_worker(
+            bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight))
+        )
+        assert worker.proc is not None
+        pipeline = asyncio.run(measure_pipeline(bench, args))
+        pipeline["worker_rss_kib"] = rss_kib(worker.proc.pid)
+        pipeline["worker_log"] = log_problems(worker.log)
+        bench.stop_worker(worker)  # the naive agent gets the machine to itself
+
+        naive: dict[str, Any] = {}
+        if args.naive_turns > 0:
+            run = bench.run + "n"
+            asyncio.run(
+                create_topics(
+                    bench.bootstrap, [f"b{run}.naive.in", f"b{run}.naive.out"], args.partitions
+                )
+            )
+            naive_worker = bench.start_worker(
+                {
+                    "PYTHONPATH": str(REPO),
+                    "WABOT_BROKER_URL": f"kafka://{bench.bootstrap}",
+                    "BENCH_NAIVE_APP_ID": f"bench-naive-{run}",
+                    "BENCH_NAIVE_IN": f"b{run}.naive.in",
+                    "BENCH_NAIVE_OUT": f"b{run}.naive.out",
+                    "BENCH_NAIVE_LLM_BASE_URL": base_url,
+                    "BENCH_NAIVE_PARTITIONS": str(args.partitions),
+                    "BENCH_NAIVE_DATA_DIR": str(bench.workdir / "naive-data"),
+                },
+                label="naive",
+                argv=[
+                    str(REPO / ".venv" / "bin" / "faust")
+                    if (REPO / ".venv" / "bin" / "faust").exists()
+                    else "faust",
+                    "-A",
+                    "bench.naive_app",
+                    "worker",
+                    "-l",
+                    "warn",
+                ],
+            )
+            naive = asyncio.run(measure_naive(bench, args, run))
+            naive["worker_log"] = log_problems(naive_worker.log)
+            bench.stop_worker(naive_worker)
+
+    rate = pipeline.get("per_s_first_to_last")
+    naive_rate = naive.get("per_s_first_to_last")
+    ratio = round(rate / naive_rate, 1) if rate and naive_rate else None
+    per_chat = args.turns / args.chats
+    lines = [
+        f"slow LLM ({args.latency} s): {args.chats} chats, {args.turns} turns "
+        f"({per_chat:g} per chat): {rate} replies/s per worker (cap {args.max_in_flight}); "
+        f"naive single agent: {naive_rate}/s; ratio {ratio}",
+        f"  pipeline: {pipeline.get('replies', 0)} replies, first {pipeline.get('first_reply_after_s')}s"
+        f" and last {pipeline.get('last_reply_after_s')}s after produce start "
+        f"({pipeline.get('per_s_from_produce')}/s from produce start); "
+        f"upper bound min(cap, chats)/latency = {min(args.max_in_flight, args.chats) / args.latency:g}/s",
+        *correctness_lines(pipeline["check"], pipeline["duplicates"], pipeline["dead_letters"]),
+        f"  worker RSS at the end: {pipeline['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
+        f" (peak {pipeline['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
+        *problems_lines("  worker", pipeline["worker_log"]),
+    ]
+    if naive:
+        lines += [
+            f"  naive: {naive.get('replies', 0)} replies of {args.naive_turns}, "
+            f"{naive_rate}/s first to last ({naive.get('per_s_from_produce')}/s from produce start)",
+            *correctness_lines(naive["check"], naive["duplicates"]),
+            *problems_lines("  naive worker", naive["worker_log"]),
+        ]
+    lines.append(
+        "  machine: broker, LLM stand-in, worker and this client share "
+        f"{machine()['cpus']} cores"
+    )
+    figures = {
+        "bench": "slow_llm",
+        "latency_s": args.latency,
+        "chats": args.chats,
+        "turns": args.turns,
+        "max_in_flight": args.max_in_flight,
+        "partitions": args.partitions,
+        "replies_per_s": rate,
+        "naive_turns": args.naive_turns,
+        "naive_replies_per_s": naive_rate,
+        "ratio": ratio,
+        "pipeline": pipeline,
+        "naive": naive,
+        "machine": machine(),
+    }
+    emit("bench/slow_llm.py", lines, figures)
+    complete = pipeline["complete"] and (not naive or naive["complete"])
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
