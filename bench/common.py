@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -353,18 +354,27 @@ def rss_kib(pid: int) -> dict[str, int]:
 
 
 def log_problems(path: Path, sample: int = 8) -> dict[str, Any]:
-    """Counts of WARNING/ERROR/CRITICAL/Traceback lines in a worker log, with the first few."""
+    """WARNING/ERROR/CRITICAL/Traceback lines of a worker log: counts, kinds, the first few."""
     counts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     lines: list[str] = []
     with contextlib.suppress(FileNotFoundError):
         for line in path.read_text(errors="replace").splitlines():
             for level in ("CRITICAL", "ERROR", "WARNING", "Traceback"):
                 if level in line:
                     counts[level] += 1
+                    # The same message with other numbers is the same kind.
+                    text = line.split(level, 1)[1].strip()
+                    kinds[f"{level} " + re.sub(r"\d+", "N", text)[:160]] += 1
                     if len(lines) < sample:
                         lines.append(line[:400])
                     break
-    return {"counts": dict(counts), "first_lines": lines, "log": str(path)}
+    return {
+        "counts": dict(counts),
+        "kinds": dict(kinds.most_common(10)),
+        "first_lines": lines,
+        "log": str(path),
+    }
 
 
 # --- Kafka clients ----------------------------------------------------------------------------
@@ -633,8 +643,8 @@ def problems_lines(label: str, problems: dict[str, Any]) -> list[str]:
     counts = problems["counts"]
     if not counts:
         return [f"{label} log: no warnings or errors"]
-    lines = [f"{label} log: {counts} ({problems['log']})"]
-    lines += [f"    {line}" for line in problems["first_lines"]]
+    lines = [f"{label} log: {counts} ({problems['log']}); by kind:"]
+    lines += [f"    {n} x {kind}" for kind, n in problems["kinds"].items()]
     return lines
 
 

@@ -1,0 +1,291 @@
+"""The pipeline's own cost: one worker with an instant LLM (stand-in latency 0).
+
+(a) Throughput: ``--turns`` messages over ``--chats`` chats, all produced up front; turns per
+    second from the first produce to the last outbound reply. Bodies are ``"<chat> <k>"``, so
+    order and completeness are checked as in slow_llm.py.
+(b) Latency: messages at a steady ``--rate`` per second for ``--seconds`` (paced by the wall
+    clock, each message to the next of ``--chats`` fresh chats); each body carries its send
+    time, which the stand-in echoes back, so each reply gives produce-to-outbound latency.
+(c) Ceiling: a raw aiokafka loop in this process (consume a topic of pre-produced records,
+    produce each to another topic) on the same broker: what Kafka and one Python event loop
+    manage with no Faust, no tables and no LLM.
+
+    .venv/bin/python -m bench.instant_llm --chats 1000 --turns 20000 --rate 200 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from bench.common import (
+    Bench,
+    Collector,
+    add_common_args,
+    chat_id,
+    check_replies,
+    correctness_lines,
+    create_topics,
+    emit,
+    expected_per_chat,
+    fast_producer,
+    inbound_value,
+    log_problems,
+    machine,
+    problems_lines,
+    produce_all,
+    rates,
+    round_robin_turns,
+    rss_kib,
+    say,
+    topic_size,
+)
+
+PLACEHOLDER = "@@T0@@"
+LATENCY_CHATS = 10_000_000  # chat ids of (b) start here, apart from those of (a)
+WARMUP_CHATS = 20_000_000
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+async def throughput(bench: Bench, args: argparse.Namespace, out: Collector) -> dict[str, Any]:
+    records = round_robin_turns(bench.run, args.chats, args.turns)
+    expected = expected_per_chat(args.chats, args.turns)
+    say(f"(a) producing {len(records)} turns over {args.chats} chats")
+    produced = await produce_all(bench.bootstrap, bench.topics["inbound"], records)
+    say(f"(a) produced in {produced.flushed - produced.started:.2f}s ({produced.rate:.0f}/s)")
+    complete = await out.wait_for(len(records), args.stall_timeout, args.settle)
+    replies = list(out.replies)
+    return {
+        "complete": complete,
+        "produce_s": round(produced.flushed - produced.started, 3),
+        **rates(replies, produced.started),
+        "duplicates": out.duplicates,
+        "duplicate_examples": list(out.duplicate_ids),
+        "check": check_replies(replies, expected),
+    }
+
+
+async def latency(bench: Bench, args: argparse.Namespace, out: Collector) -> dict[str, Any]:
+    before = len(out.replies)
+    duplicates_before = out.duplicates
+    total = int(args.rate * args.seconds)
+    warmup = int(args.rate * args.warmup)
+    # Pre-serialized; only the send time is filled in when the message goes out.
+    values = [
+        inbound_value(
+            chat_id(WARMUP_CHATS + n % args.chats), f"warmup {n}", f"3EB0{bench.run}W{n:010d}"
+        )
+        for n in range(warmup)
+    ] + [
+        inbound_value(
+            chat_id(LATENCY_CHATS + n % args.chats), PLACEHOLDER, f"3EB0{bench.run}L{n:010d}"
+        )
+        for n in range(total)
+    ]
+    keys = [chat_id(WARMUP_CHATS + n % args.chats).encode() for n in range(warmup)] + [
+        chat_id(LATENCY_CHATS + n % args.chats).encode() for n in range(total)
+    ]
+    placeholder = PLACEHOLDER.encode()
+    # A gateway sends each message as it comes: no linger.
+    producer = fast_producer(bench.bootstrap, linger_ms=0)
+    await producer.start()
+    say(f"(b) {args.warmup:g}s warm-up, then {total} messages at {args.rate:g}/s")
+    behind = 0.0
+    try:
+        start = time.perf_counter()
+        for n, (key, value) in enumerate(zip(keys, values, strict=True)):
+            target = start + n / args.rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                behind = max(behind, -delay)
+            if n >= warmup:
+                value = value.replace(placeholder, f"t0={time.perf_counter():.6f}".encode())
+            await producer.send(bench.topics["inbound"], value=value, key=key)
+        sent_at = time.perf_counter()
+        await producer.flush()
+    finally:
+        await producer.stop()
+    measured_for = sent_at - start - args.warmup
+    complete = await out.wait_for(before + warmup + total, args.stall_timeout, args.settle)
+    latencies = []
+    for reply in out.replies[before:]:
+        if reply.body is not None and reply.body.startswith("t0="):
+            latencies.append((reply.at - float(reply.body[3:])) * 1000)
+    latencies.sort()
+    figures: dict[str, Any] = {
+        "complete": complete,
+        "sent": total,
+        "answered": len(latencies),
+        "missing": total - len(latencies),
+        "duplicates": out.duplicates - duplicates_before,
+        "send_rate_per_s": round(total / measured_for, 1) if measured_for > 0 else None,
+        "sender_max_behind_ms": round(behind * 1000, 1),
+    }
+    if latencies:
+        figures.update(
+            {
+                "p50_ms": round(percentile(latencies, 0.50), 1),
+                "p95_ms": round(percentile(latencies, 0.95), 1),
+                "p99_ms": round(percentile(latencies, 0.99), 1),
+                "max_ms": round(latencies[-1], 1),
+                "min_ms": round(latencies[0], 1),
+            }
+        )
+    return figures
+
+
+async def ceiling(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    source, sink = f"b{bench.run}.ceiling.in", f"b{bench.run}.ceiling.out"
+    await create_topics(bench.bootstrap, [source, sink], args.partitions)
+    records = round_robin_turns(bench.run + "c", args.chats, args.ceiling_records)
+    await produce_all(bench.bootstrap, source, records)
+    size = len(records[0][1])
+    say(f"(c) {len(records)} records of ~{size} bytes pre-produced; consume -> produce")
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bench.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    producer = fast_producer(bench.bootstrap)
+    await consumer.start()
+    await producer.start()
+    count = 0
+    first: float | None = None
+    try:
+        last_progress = time.monotonic()
+        while count < len(records):
+            batch = await consumer.getmany(timeout_ms=500, max_records=10000)
+            if not batch:
+                if time.monotonic() - last_progress > args.stall_timeout:
+                    break
+                continue
+            if first is None:
+                first = time.perf_counter()
+            last_progress = time.monotonic()
+            for partition_records in batch.values():
+                for record in partition_records:
+                    await producer.send(sink, value=record.value, key=record.key)
+                    count += 1
+        await producer.flush()
+        end = time.perf_counter()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    elapsed = end - first if first is not None else 0.0
+    return {
+        "records": count,
+        "record_bytes": size,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(count / elapsed, 1) if elapsed > 0 else None,
+        "complete": count == len(records),
+    }
+
+
+async def pipeline_phases(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    out = Collector(bench.bootstrap, bench.topics["outbound"])
+    await out.start()
+    try:
+        a = await throughput(bench, args, out) if args.turns > 0 else {}
+        b = await latency(bench, args, out) if args.seconds > 0 else {}
+    finally:
+        await out.stop()
+    dlq = await topic_size(bench.bootstrap, bench.topics["dlq"])
+    return {"throughput": a, "latency": b, "dead_letters": dlq}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.instant_llm", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--chats", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=20000, help="(a): 0 skips it")
+    parser.add_argument("--rate", type=float, default=200.0, help="(b): messages per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="(b): 0 skips it")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="(b): seconds at --rate not measured"
+    )
+    parser.add_argument(
+        "--ceiling-records", type=int, default=None, help="(c): default --turns; 0 skips it"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=256, help="WABOT_RESPOND_MAX_IN_FLIGHT"
+    )
+    add_common_args(parser)
+    args = parser.parse_args(argv)
+    if args.ceiling_records is None:
+        args.ceiling_records = args.turns or 20000
+
+    with Bench(args, "instant") as bench:
+        bench.start_broker()
+        base_url = bench.start_standin(0.0)
+        worker = bench.start_worker(
+            bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight))
+        )
+        assert worker.proc is not None
+        results = asyncio.run(pipeline_phases(bench, args))
+        results["worker_rss_kib"] = rss_kib(worker.proc.pid)
+        results["worker_log"] = log_problems(worker.log)
+        bench.stop_worker(worker)  # the raw loop gets the machine to itself
+        results["ceiling"] = asyncio.run(ceiling(bench, args)) if args.ceiling_records else {}
+
+    a, b, c = results["throughput"], results["latency"], results["ceiling"]
+    lines = [f"instant LLM (stand-in latency 0), one worker, {args.partitions} partitions"]
+    if a:
+        lines += [
+            f"(a) throughput: {a.get('per_s_from_produce')} turns/s end to end "
+            f"(first produce to last outbound; {args.turns} turns over {args.chats} chats, "
+            f"{a.get('last_reply_after_s')}s); {a.get('per_s_first_to_last')}/s first to last "
+            f"reply; producing alone took {a['produce_s']}s",
+            *correctness_lines(a["check"], a["duplicates"], results["dead_letters"]),
+        ]
+    if b:
+        lines.append(
+            f"(b) latency at {args.rate:g} msg/s for {args.seconds:g}s "
+            f"(achieved {b['send_rate_per_s']}/s, {b['answered']}/{b['sent']} answered, "
+            f"missing {b['missing']}, duplicates {b['duplicates']}): "
+            f"p50 {b.get('p50_ms')} ms, p95 {b.get('p95_ms')} ms, p99 {b.get('p99_ms')} ms, "
+            f"max {b.get('max_ms')} ms"
+        )
+    if c:
+        lines.append(
+            f"(c) ceiling, raw aiokafka consume->produce in one process: "
+            f"{c['records_per_s']} records/s ({c['records']} records of ~{c['record_bytes']} B)"
+        )
+    lines += [
+        f"  worker RSS at the end: {results['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
+        f" (peak {results['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
+        *problems_lines("  worker", results["worker_log"]),
+        "  machine: broker, LLM stand-in, worker and this client share "
+        f"{machine()['cpus']} cores",
+    ]
+    figures = {
+        "bench": "instant_llm",
+        "chats": args.chats,
+        "turns": args.turns,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "partitions": args.partitions,
+        "turns_per_s": a.get("per_s_from_produce"),
+        "latency_ms": {k: b.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
+        "ceiling_records_per_s": c.get("records_per_s"),
+        **results,
+        "machine": machine(),
+    }
+    emit("bench/instant_llm.py", lines, figures)
+    complete = all(part.get("complete", True) for part in (a, b, c))
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Limits checked before any LLM call: sender per day, the daily token budget, the loop guard.
+
+Plus the zero-setup default: with no LLM configured the worker answers through its
+built-in stand-in, on the embedded broker as on Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Broker
+from tests.conversation import Conversation, inbound
+
+pytestmark = pytest.mark.integration
+
+
+def _kinds(records: list[dict[str, Any]]) -> list[str]:
+    return [r["kind"] for r in records]
+
+
+def _exchange(conv: Conversation, messages: list[Any], want_calls: int) -> tuple[list, list]:
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        await conv.send(*messages, gap_s=0.4)
+        calls = await conv.collect("llm_calls", lambda r: len(r) >= want_calls, settle=2.0)
+        out = await conv.collect("outbound", lambda r: True, settle=1.0)
+        await conv.stop_clients()
+        return out, calls
+
+    return asyncio.run(run())
+
+
+def test_sender_per_day_limit(kafka_broker: Broker, tmp_path: Path) -> None:
+    conv = Conversation(kafka_broker, tmp_path, WABOT_RATE_SENDER_PER_DAY="2")
+    conv.start_worker()
+    group = "120363000000777@g.us"
+    sender = "4917700000001@c.us"
+    try:
+        out, calls = _exchange(
+            conv,
+            [inbound(group, f"!bot q{i}", sender_id=sender) for i in range(4)],
+            want_calls=4,
+        )
+    finally:
+        conv.close()
+    assert _kinds(out) == ["reply", "reply", "notice"]
+    assert [c["decision"] for c in calls if c["status"] == "skipped"] == ["rate_limited_sender"] * 2
+
+
+def test_daily_token_budget_stops_llm_calls(kafka_broker: Broker, tmp_path: Path) -> None:
+    # The stand-in counts ~20 tokens for the first exchange: a budget of 10 allows one.
+    conv = Conversation(kafka_broker, tmp_path, WABOT_DAILY_TOKEN_BUDGET="10")
+    conv.start_worker()
+    chats = ["4917700000010@c.us", "4917700000011@c.us"]
+    try:
+        out, calls = _exchange(
+            conv, [inbound(chats[0], "first"), inbound(chats[1], "second")], want_calls=2
+        )
+    finally:
+        conv.close()
+    ok = [c for c in calls if c["status"] == "ok"]
+    skipped = [c for c in calls if c["status"] == "skipped"]
+    assert len(ok) == 1 and ok[0]["total_tokens"] > 10
+    assert [c["decision"] for c in skipped] == ["token_budget"]
+    assert sorted(_kinds(out)) == ["notice", "reply"]
+
+
+def test_loop_guard_stops_two_bots_talking(kafka_broker: Broker, tmp_path: Path) -> None:
+    conv = Conversation(kafka_broker, tmp_path, WABOT_LOOP_MAX_BOT_REPLIES="3")
+    conv.start_worker()
+    other_bot = "4917700000020@c.us"
+    try:
+        out, calls = _exchange(
+            conv, [inbound(other_bot, f"auto-reply {i}") for i in range(6)], want_calls=6
+        )
+    finally:
+        conv.close()
+    assert _kinds(out) == ["reply"] * 3  # and no notice: it would only feed the loop
+    assert [c["decision"] for c in calls if c["status"] == "skipped"] == ["loop_guard"] * 3
+
+
+def test_dev_default_answers_with_the_built_in_standin(any_broker: Broker, tmp_path: Path) -> None:
+    conv = Conversation(any_broker, tmp_path, WABOT_LLM_BASE_URL="", WABOT_BURST_QUIET_S="0.3")
+    worker = conv.start_worker()
+    chat = "4917700000030@c.us"
+    try:
+
+        async def run() -> list[dict[str, Any]]:
+            await conv.send(inbound(chat, "hello bot"))
+            out = await conv.collect("outbound", lambda r: len(r) >= 1)
+            await conv.stop_clients()
+            return out
+
+        out = asyncio.run(run())
+    finally:
+        conv.close()
+    assert [r["text"].split("]: ", 1)[1] for r in out] == ["hello bot"]
+    assert "replies come from the built-in stand-in" in worker.log.read_text()
