@@ -103,3 +103,14 @@ def test_env_example_lists_every_setting() -> None:
 def test_dotenv_in_working_directory_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("WABOT_APP_ID=fromdotenv\n", encoding="utf-8")
     assert load_settings().app_id == "fromdotenv"
+
+
+def test_readme_configuration_table_lists_every_setting() -> None:
+    from pipeline.settings import markdown_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [line for line in markdown_table().splitlines() if line not in readme]
+    assert not missing, (
+        "README.md's configuration table is out of date; paste the output of "
+        f"`python -m pipeline.settings --markdown`. Missing rows: {missing}"
+    )
