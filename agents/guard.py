@@ -300,12 +300,16 @@ class Guard:
         return None
 
     def _count_reply(self, first: InboundMessage) -> None:
-        for key, window, _allowed in self._windows(first).values():
+        for key, window, allowed in self._windows(first).values():
+            if allowed <= 0:
+                continue  # a limit that is off costs no table write
             counter = self.tables.counters.get(key)
             if counter is None or counter.window != window:
                 counter = Counter(window=window)
             counter.count += 1
             self.tables.counters.put(key, counter)
+        if self.config.loop_max_bot_replies <= 0:
+            return
         chat_state = self._chat_state(first.chat_id)
         now = datetime.now(UTC)
         quiet = chat_state.last_bot_at is None or (

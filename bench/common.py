@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +60,16 @@ PIPELINE_TOPICS = (
 )
 
 
+def run_main(main: Callable[[], int]) -> None:
+    """``sys.exit(main())``, with Ctrl-C reported in one line (cleanup ran in ``Bench``)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        say("interrupted; every process this run started was stopped")
+        code = 130
+    sys.exit(code)
+
+
 def say(message: str) -> None:
     """A progress line on stderr (stdout is for results)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -79,6 +91,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workdir", type=Path, help="logs and broker data (default: a temp dir)")
     group.add_argument(
         "--keep-workdir", action="store_true", help="keep logs and broker data after the run"
+    )
+    group.add_argument(
+        "--profile-worker",
+        type=Path,
+        metavar="FILE",
+        help="run the pipeline worker under cProfile and write its stats to FILE (slower)",
     )
     group.add_argument(
         "--stall-timeout",
@@ -121,7 +139,9 @@ def inbound_value(chat: str, body: str, message_id: str) -> bytes:
     )
 
 
-def round_robin_turns(run: str, chats: int, turns: int, first_chat: int = 0) -> list[tuple[bytes, bytes]]:
+def round_robin_turns(
+    run: str, chats: int, turns: int, first_chat: int = 0
+) -> list[tuple[bytes, bytes]]:
     """``turns`` (key, value) records spread round-robin over ``chats``; bodies ``"<chat> <k>"``."""
     records = []
     for n in range(turns):
@@ -161,15 +181,17 @@ class Bench:
         self.standins: list[subprocess.Popen[bytes]] = []
         self.workers: list[WorkerProcess] = []
         self.topics = {name: f"b{self.run}.{name}" for name in PIPELINE_TOPICS}
-        self._old_term: Any = None
 
     # -- context -----------------------------------------------------------------
     def __enter__(self) -> Bench:
         def on_term(signum: int, frame: FrameType | None) -> None:
             raise SystemExit(128 + signum)
 
-        self._old_term = signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGHUP, on_term)
+        # aiokafka logs each retried produce (e.g. NotLeaderForPartition on a topic just
+        # created) as a warning; a record that is finally not delivered raises anyway.
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
         return self
 
     def __exit__(
@@ -197,6 +219,16 @@ class Bench:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- broker ------------------------------------------------------------------
+    def cpu_pids(self, worker: WorkerProcess) -> dict[str, int]:
+        """The processes whose CPU a benchmark reports: worker, stand-in, broker, this one."""
+        pids = {"worker": worker.proc.pid if worker.proc is not None else -1}
+        if self.standins:
+            pids["standin"] = self.standins[0].pid
+        if self.broker is not None and (info := self.broker.info()) is not None:
+            pids["broker"] = info.pid
+        pids["bench"] = os.getpid()
+        return pids
+
     def start_broker(self) -> str:
         if self.bootstrap:
             say(f"using the broker at {self.bootstrap}")
@@ -283,6 +315,12 @@ class Bench:
     ) -> WorkerProcess:
         """A worker process; returns once its /health says ready."""
         log = self.workdir / f"{label}-{len(self.workers) + 1}.log"
+        if argv is None and self.args.profile_worker is not None:
+            faust = str(Path(sys.executable).with_name("faust"))
+            profile = str(self.args.profile_worker.resolve())
+            argv = [sys.executable, "-m", "cProfile", "-o", profile, faust, "-A", "pipeline"]
+            argv.append("worker")
+            say(f"profiling the worker into {profile}")
         worker = BenchWorker(env, log, cwd=REPO, argv=argv)
         worker.start()
         self.workers.append(worker)
@@ -346,11 +384,66 @@ def _tail(path: Path, lines: int = 20) -> str:
 def rss_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process, in KiB, from /proc/<pid>/status."""
     values: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # the process is gone
+        return values
+    for line in status.splitlines():
         name, _, rest = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(rest.split()[0])
     return values
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0.0 when it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by some processes between start() and stop(), against wall time."""
+
+    pids: dict[str, int]
+    _cpu: dict[str, float] = field(default_factory=dict)
+    _wall: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self._cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._wall = time.perf_counter()
+
+    def stop(self, units: int = 0) -> dict[str, Any]:
+        wall = time.perf_counter() - self._wall
+        self.result = {"wall_s": round(wall, 3)}
+        for name, pid in self.pids.items():
+            used = cpu_seconds(pid) - self._cpu[name]
+            entry: dict[str, Any] = {
+                "cpu_s": round(used, 2),
+                "core_share": round(used / wall, 2) if wall > 0 else None,
+            }
+            if units:
+                entry["cpu_ms_per_turn"] = round(used * 1000 / units, 2)
+            self.result[name] = entry
+        return self.result
+
+
+def cpu_line(result: dict[str, Any]) -> str:
+    """``worker 0.85 core (12.3 ms/turn), standin 0.05 core, ...`` over the measured phase."""
+    parts = []
+    for name, entry in result.items():
+        if not isinstance(entry, dict):
+            continue
+        text = f"{name} {entry['core_share']} core"
+        if "cpu_ms_per_turn" in entry:
+            text += f" ({entry['cpu_ms_per_turn']} ms CPU/turn)"
+        parts.append(text)
+    return f"  CPU over {result.get('wall_s')}s: " + ", ".join(parts)
 
 
 def log_problems(path: Path, sample: int = 8) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import sys
 import time
 from typing import Any
 
@@ -27,10 +26,12 @@ from aiokafka import AIOKafkaConsumer
 from bench.common import (
     Bench,
     Collector,
+    CpuMeter,
     add_common_args,
     chat_id,
     check_replies,
     correctness_lines,
+    cpu_line,
     create_topics,
     emit,
     expected_per_chat,
@@ -43,6 +44,7 @@ from bench.common import (
     rates,
     round_robin_turns,
     rss_kib,
+    run_main,
     say,
     topic_size,
 )
@@ -58,13 +60,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[rank - 1]
 
 
-async def throughput(bench: Bench, args: argparse.Namespace, out: Collector) -> dict[str, Any]:
+async def throughput(
+    bench: Bench, args: argparse.Namespace, out: Collector, meter: CpuMeter
+) -> dict[str, Any]:
     records = round_robin_turns(bench.run, args.chats, args.turns)
     expected = expected_per_chat(args.chats, args.turns)
     say(f"(a) producing {len(records)} turns over {args.chats} chats")
+    meter.start()
     produced = await produce_all(bench.bootstrap, bench.topics["inbound"], records)
     say(f"(a) produced in {produced.flushed - produced.started:.2f}s ({produced.rate:.0f}/s)")
-    complete = await out.wait_for(len(records), args.stall_timeout, args.settle)
+    complete = await out.wait_for(len(records), args.stall_timeout, 0)
+    cpu = meter.stop(len(records))
+    await asyncio.sleep(args.settle)
     replies = list(out.replies)
     return {
         "complete": complete,
@@ -73,10 +80,13 @@ async def throughput(bench: Bench, args: argparse.Namespace, out: Collector) -> 
         "duplicates": out.duplicates,
         "duplicate_examples": list(out.duplicate_ids),
         "check": check_replies(replies, expected),
+        "cpu": cpu,
     }
 
 
-async def latency(bench: Bench, args: argparse.Namespace, out: Collector) -> dict[str, Any]:
+async def latency(
+    bench: Bench, args: argparse.Namespace, out: Collector, meter: CpuMeter
+) -> dict[str, Any]:
     before = len(out.replies)
     duplicates_before = out.duplicates
     total = int(args.rate * args.seconds)
@@ -104,6 +114,7 @@ async def latency(bench: Bench, args: argparse.Namespace, out: Collector) -> dic
     behind = 0.0
     try:
         start = time.perf_counter()
+        meter.start()
         for n, (key, value) in enumerate(zip(keys, values, strict=True)):
             target = start + n / args.rate
             delay = target - time.perf_counter()
@@ -119,12 +130,20 @@ async def latency(bench: Bench, args: argparse.Namespace, out: Collector) -> dic
     finally:
         await producer.stop()
     measured_for = sent_at - start - args.warmup
-    complete = await out.wait_for(before + warmup + total, args.stall_timeout, args.settle)
+    complete = await out.wait_for(before + warmup + total, args.stall_timeout, 0)
+    cpu = meter.stop(warmup + total)
+    await asyncio.sleep(args.settle)
     latencies = []
+    last_reply = start
     for reply in out.replies[before:]:
         if reply.body is not None and reply.body.startswith("t0="):
             latencies.append((reply.at - float(reply.body[3:])) * 1000)
+            last_reply = max(last_reply, reply.at)
     latencies.sort()
+    # Answered per second from the first measured send to the last reply: below the
+    # offered rate means the worker did not keep up and the latencies are queueing time.
+    answered_for = last_reply - (start + args.warmup)
+    answer_rate = len(latencies) / answered_for if answered_for > 0 else 0.0
     figures: dict[str, Any] = {
         "complete": complete,
         "sent": total,
@@ -132,7 +151,10 @@ async def latency(bench: Bench, args: argparse.Namespace, out: Collector) -> dic
         "missing": total - len(latencies),
         "duplicates": out.duplicates - duplicates_before,
         "send_rate_per_s": round(total / measured_for, 1) if measured_for > 0 else None,
+        "answer_rate_per_s": round(answer_rate, 1),
+        "kept_up": answer_rate >= 0.95 * args.rate,
         "sender_max_behind_ms": round(behind * 1000, 1),
+        "cpu": cpu,
     }
     if latencies:
         figures.update(
@@ -192,12 +214,14 @@ async def ceiling(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def pipeline_phases(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+async def pipeline_phases(
+    bench: Bench, args: argparse.Namespace, pids: dict[str, int]
+) -> dict[str, Any]:
     out = Collector(bench.bootstrap, bench.topics["outbound"])
     await out.start()
     try:
-        a = await throughput(bench, args, out) if args.turns > 0 else {}
-        b = await latency(bench, args, out) if args.seconds > 0 else {}
+        a = await throughput(bench, args, out, CpuMeter(pids)) if args.turns > 0 else {}
+        b = await latency(bench, args, out, CpuMeter(pids)) if args.seconds > 0 else {}
     finally:
         await out.stop()
     dlq = await topic_size(bench.bootstrap, bench.topics["dlq"])
@@ -233,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight))
         )
         assert worker.proc is not None
-        results = asyncio.run(pipeline_phases(bench, args))
+        results = asyncio.run(pipeline_phases(bench, args, bench.cpu_pids(worker)))
         results["worker_rss_kib"] = rss_kib(worker.proc.pid)
         results["worker_log"] = log_problems(worker.log)
         bench.stop_worker(worker)  # the raw loop gets the machine to itself
@@ -248,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{a.get('last_reply_after_s')}s); {a.get('per_s_first_to_last')}/s first to last "
             f"reply; producing alone took {a['produce_s']}s",
             *correctness_lines(a["check"], a["duplicates"], results["dead_letters"]),
+            cpu_line(a["cpu"]),
         ]
     if b:
         lines.append(
@@ -257,6 +282,16 @@ def main(argv: list[str] | None = None) -> int:
             f"p50 {b.get('p50_ms')} ms, p95 {b.get('p95_ms')} ms, p99 {b.get('p99_ms')} ms, "
             f"max {b.get('max_ms')} ms"
         )
+        lines.append(
+            f"    answered {b['answer_rate_per_s']}/s: "
+            + (
+                "the worker kept up"
+                if b["kept_up"]
+                else "the worker did NOT keep up with the offered rate; these latencies are "
+                "mostly queueing (use a --rate below the throughput of (a))"
+            )
+        )
+        lines.append(cpu_line(b["cpu"]))
     if c:
         lines.append(
             f"(c) ceiling, raw aiokafka consume->produce in one process: "
@@ -266,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  worker RSS at the end: {results['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
         f" (peak {results['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
         *problems_lines("  worker", results["worker_log"]),
-        "  machine: broker, LLM stand-in, worker and this client share "
-        f"{machine()['cpus']} cores",
+        f"  machine: broker, LLM stand-in, worker and this client share {machine()['cpus']} cores",
     ]
     figures = {
         "bench": "instant_llm",
@@ -280,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": {k: b.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "ceiling_records_per_s": c.get("records_per_s"),
         **results,
+        "topic_prefix": f"b{bench.run}.",
         "machine": machine(),
     }
     emit("bench/instant_llm.py", lines, figures)
@@ -288,4 +323,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

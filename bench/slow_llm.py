@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from typing import Any
 
 from bench.common import (
     REPO,
     Bench,
     Collector,
+    CpuMeter,
     add_common_args,
     check_replies,
     correctness_lines,
+    cpu_line,
     create_topics,
     emit,
     expected_per_chat,
@@ -37,21 +38,27 @@ from bench.common import (
     rates,
     round_robin_turns,
     rss_kib,
+    run_main,
     say,
     topic_size,
 )
 
 
-async def measure_pipeline(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+async def measure_pipeline(
+    bench: Bench, args: argparse.Namespace, meter: CpuMeter
+) -> dict[str, Any]:
     records = round_robin_turns(bench.run, args.chats, args.turns)
     expected = expected_per_chat(args.chats, args.turns)
     collector = Collector(bench.bootstrap, bench.topics["outbound"])
     await collector.start()
     try:
         say(f"producing {len(records)} turns over {args.chats} chats")
+        meter.start()
         produced = await produce_all(bench.bootstrap, bench.topics["inbound"], records)
         say(f"produced in {produced.flushed - produced.started:.2f}s ({produced.rate:.0f}/s)")
-        complete = await collector.wait_for(len(records), args.stall_timeout, args.settle)
+        complete = await collector.wait_for(len(records), args.stall_timeout, 0)
+        meter.stop(len(records))
+        await asyncio.sleep(args.settle)
     finally:
         await collector.stop()
     return {
@@ -62,6 +69,7 @@ async def measure_pipeline(bench: Bench, args: argparse.Namespace) -> dict[str, 
         "duplicate_examples": collector.duplicate_ids,
         "check": check_replies(collector.replies, expected),
         "dead_letters": await topic_size(bench.bootstrap, bench.topics["dlq"]),
+        "cpu": meter.result,
     }
 
 
@@ -111,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight))
         )
         assert worker.proc is not None
-        pipeline = asyncio.run(measure_pipeline(bench, args))
+        meter = CpuMeter(bench.cpu_pids(worker))
+        pipeline = asyncio.run(measure_pipeline(bench, args, meter))
         pipeline["worker_rss_kib"] = rss_kib(worker.proc.pid)
         pipeline["worker_log"] = log_problems(worker.log)
         bench.stop_worker(worker)  # the naive agent gets the machine to itself
@@ -155,15 +164,22 @@ def main(argv: list[str] | None = None) -> int:
     naive_rate = naive.get("per_s_first_to_last")
     ratio = round(rate / naive_rate, 1) if rate and naive_rate else None
     per_chat = args.turns / args.chats
+    bound = min(args.max_in_flight, args.chats) / args.latency
+    p = pipeline
     lines = [
         f"slow LLM ({args.latency} s): {args.chats} chats, {args.turns} turns "
         f"({per_chat:g} per chat): {rate} replies/s per worker (cap {args.max_in_flight}); "
-        f"naive single agent: {naive_rate}/s; ratio {ratio}",
-        f"  pipeline: {pipeline.get('replies', 0)} replies, first {pipeline.get('first_reply_after_s')}s"
-        f" and last {pipeline.get('last_reply_after_s')}s after produce start "
-        f"({pipeline.get('per_s_from_produce')}/s from produce start); "
-        f"upper bound min(cap, chats)/latency = {min(args.max_in_flight, args.chats) / args.latency:g}/s",
+        + (
+            f"naive single agent: {naive_rate}/s; ratio {ratio}"
+            if args.naive_turns
+            else "naive single agent: skipped (--naive-turns 0)"
+        ),
+        f"  pipeline: {p.get('replies', 0)} replies, first {p.get('first_reply_after_s')}s"
+        f" and last {p.get('last_reply_after_s')}s after produce start "
+        f"({p.get('per_s_from_produce')}/s from produce start); "
+        f"upper bound min(cap, chats)/latency = {bound:g}/s",
         *correctness_lines(pipeline["check"], pipeline["duplicates"], pipeline["dead_letters"]),
+        cpu_line(pipeline["cpu"]),
         f"  worker RSS at the end: {pipeline['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
         f" (peak {pipeline['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
         *problems_lines("  worker", pipeline["worker_log"]),
@@ -171,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     if naive:
         lines += [
             f"  naive: {naive.get('replies', 0)} replies of {args.naive_turns}, "
-            f"{naive_rate}/s first to last ({naive.get('per_s_from_produce')}/s from produce start)",
+            f"{naive_rate}/s first to last "
+            f"({naive.get('per_s_from_produce')}/s from produce start)",
             *correctness_lines(naive["check"], naive["duplicates"]),
             *problems_lines("  naive worker", naive["worker_log"]),
         ]
     lines.append(
-        "  machine: broker, LLM stand-in, worker and this client share "
-        f"{machine()['cpus']} cores"
+        f"  machine: broker, LLM stand-in, worker and this client share {machine()['cpus']} cores"
     )
     figures = {
         "bench": "slow_llm",
@@ -192,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": ratio,
         "pipeline": pipeline,
         "naive": naive,
+        "topic_prefix": f"b{bench.run}.",
         "machine": machine(),
     }
     emit("bench/slow_llm.py", lines, figures)
@@ -200,4 +217,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -25,6 +25,7 @@ from pipeline.logs import logging_config
 from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
+from pipeline.transport import TunedTransport
 from schemas import ChatState
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,9 @@ class PipelineApp(faust.App):
                 )
             )
         return specs
+
+    def _new_transport(self) -> Any:
+        return TunedTransport(self.conf.broker_consumer, self)
 
     def on_rebalance_end(self) -> None:
         super().on_rebalance_end()

@@ -15,9 +15,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from schemas import LLMCall
 
@@ -88,13 +89,15 @@ class LLMClient:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.fallback_reply = fallback_reply
-        # openai's default pool (1,000 connections) is enough for hundreds of chats at once.
+        # The aiohttp transport (openai[aiohttp]): under hundreds of concurrent calls it
+        # costs far less CPU per request than the default httpx2 one.
         self._clients = [
             openai.AsyncOpenAI(
                 base_url=url,
                 api_key=api_key or "not-needed",
                 max_retries=0,
                 timeout=timeout_s,
+                http_client=openai.DefaultAioHttpClient(timeout=timeout_s),
             )
             for url in base_urls
         ]
@@ -123,11 +126,19 @@ class LLMClient:
                     "trace_id": trace_id,
                 }
                 try:
-                    response = await client.chat.completions.create(
-                        model=self.model,
-                        messages=cast(Any, messages),
-                        max_tokens=self.max_tokens,
-                        temperature=self.temperature,
+                    # client.post with a plain body, not chat.completions.create: create()
+                    # walks every message through openai's TypedDict transform, which cost
+                    # ~19 ms of CPU per call with a 20-message window (profiled), more than
+                    # everything else a turn does. Same client, same errors and timeouts.
+                    response = await client.post(
+                        "/chat/completions",
+                        cast_to=ChatCompletion,
+                        body={
+                            "model": self.model,
+                            "messages": messages,
+                            "max_tokens": self.max_tokens,
+                            "temperature": self.temperature,
+                        },
                     )
                 except RETRYABLE as exc:
                     wait = retry_after(exc)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     broker_rebalance_timeout: float = Field(
         6.0, gt=0, description="Consumer group rebalance timeout, seconds"
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        25, ge=1, le=1500, description="Longest a fetch waits for new records, ms"
+    )
     web_host: str = Field("127.0.0.1", description="Host the worker's web server binds")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server")
 
