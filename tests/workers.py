@@ -47,7 +47,7 @@ class WorkerProcess:
         except (urllib.error.URLError, OSError, ValueError):
             return None
 
-    def wait_ready(self, timeout: float = 90.0) -> float:
+    def wait_ready(self, timeout: float = 180.0) -> float:
         """Poll /health until the worker says ready; return its reported time to ready."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout

@@ -1,0 +1,24 @@
+"""A WhatsApp Web look-alike for development and tests: see :mod:`pipeline.lookalike.server`."""
+
+from pipeline.lookalike.server import (
+    Lookalike,
+    LookalikeConfig,
+    LookalikeError,
+    ThreadedLookalike,
+    main,
+    run_in_thread,
+)
+from pipeline.lookalike.world import Chat, Message, World, WorldError
+
+__all__ = [
+    "Chat",
+    "Lookalike",
+    "LookalikeConfig",
+    "LookalikeError",
+    "Message",
+    "ThreadedLookalike",
+    "World",
+    "WorldError",
+    "main",
+    "run_in_thread",
+]

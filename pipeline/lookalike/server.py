@@ -1,0 +1,1014 @@
+"""A WhatsApp Web look-alike served on localhost, for development and end-to-end tests.
+
+The gateway drives real WhatsApp Web through WA-JS's ``window.WPP``. This server gives it a page
+that looks and answers the same way without a phone, an account or the internet: ``GET /`` is the
+bot's "WhatsApp Web" (a chat UI whose script defines ``window.WPP`` with WA-JS 4.6.0 names and
+event shapes), ``GET /phone`` is the other side (customers, group members and the account owner
+typing), and ``/control/*`` is a JSON API for tests.
+
+The world (chats, messages, acks) lives here, in memory; the page only mirrors it. What makes the
+look-alike useful for tests is that it keeps WhatsApp's awkward properties:
+
+- one active web session per account: a second page, or ``POST /control/conflict``, puts the
+  first one into the "open in another window" state until it takes over again;
+- messages that arrive while no ready page is connected are stored and show up in the chat list
+  and in ``WPP.chat.getMessages``, but never as a live ``chat.new_message``: the gateway must
+  catch up by itself after every (re)start;
+- acks come later and separately (1 when the page sends, 2 after ``ack_delay_s``, 3 when the
+  customer reads), so "sent but not delivered" can be observed and scripted;
+- logins survive reloads through a session token in the page's ``localStorage`` (a persistent
+  browser profile keeps it), and a logout on the server invalidates it.
+
+Page <-> server traffic: the page listens on ``GET /events`` (Server-Sent Events) and calls
+``/api/*`` with its session token and connection id in headers. Run it in the foreground with
+``python -m pipeline.lookalike --port 8090``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import secrets
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+from aiohttp import web
+
+from pipeline.lookalike.world import (
+    ACK_DEVICE,
+    ACK_READ,
+    Chat,
+    Message,
+    World,
+    WorldError,
+)
+
+__all__ = [
+    "LOGOUT_REASONS",
+    "Lookalike",
+    "LookalikeConfig",
+    "LookalikeError",
+    "ThreadedLookalike",
+    "main",
+    "run_in_thread",
+]
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+LOGOUT_REASONS: frozenset[str] = frozenset(
+    {
+        "user_initiated",
+        "syncd_failure",
+        "invalid_adv_status",
+        "critical_sync_timeout",
+        "syncd_timeout",
+        "history_sync_timeout",
+        "account_sync_timeout",
+        "md_opt_out",
+        "unknown_companion",
+        "client_version_outdated",
+        "account_locked",
+        "storage_quota_exceeded",
+    }
+)
+"""A subset of WhatsApp Web's ``LogoutReason`` values, what ``conn.logout_reason`` carries."""
+
+SESSION_HEADER = "X-Lookalike-Session"
+CONN_HEADER = "X-Lookalike-Conn"
+HEARTBEAT_S = 15.0
+
+PageMode = Literal["qr", "main", "conflict", "logged_out", "closed"]
+LoginState = Literal["logged_out", "qr", "authenticated", "main_ready", "conflict"]
+_T = TypeVar("_T")
+
+
+class LookalikeError(Exception):
+    """A request that is well formed but not possible now (HTTP 409) or not allowed (401/404)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class LookalikeConfig:
+    me: str = "10000@c.us"
+    """The bot's account, what ``WPP.conn.getMyUserId()`` returns once logged in."""
+    me_name: str = "Lookalike Bot"
+    ack_delay_s: float | None = 0.3
+    """Seconds from ack 1 (sent) to ack 2 (delivered); ``None``: never delivered."""
+    qr_refresh_s: float = 20.0
+    """How often the QR code changes while shown, like WhatsApp's; 0 keeps it."""
+    logout_reload_s: float = 1.0
+    """After a logout the page reloads itself (as WhatsApp Web does) after this many seconds."""
+    seed: bool = True
+    """Start with two customers (Alice, Bob) and a group with both."""
+
+
+@dataclass(eq=False)
+class _PageConn:
+    """One open bot page, as seen through its event stream."""
+
+    id: str
+    opened: float
+    mode: PageMode = "qr"
+    token: str | None = None
+    ready: bool = False
+    """It reported ``conn.main_ready``: new messages reach it as live events."""
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(default_factory=asyncio.Queue)
+
+    def push(self, event: str, data: dict[str, Any]) -> None:
+        if self.mode != "closed":
+            self.queue.put_nowait((event, data))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "mode": self.mode, "ready": self.ready}
+
+
+def _new_auth_code() -> dict[str, Any]:
+    """An AuthCode shaped like WA-JS's ``AuthCodeMultiDevice`` (``conn.auth_code_change``)."""
+
+    def b64(size: int) -> str:
+        return base64.b64encode(secrets.token_bytes(size)).decode("ascii")
+
+    ref = "2@" + b64(66)
+    static_key, identity_key, secret_key = b64(32), b64(32), b64(32)
+    return {
+        "type": "multidevice",
+        "ref": ref,
+        "staticKeyPair": static_key,
+        "identityKeyPair": identity_key,
+        "secretKey": secret_key,
+        "fullCode": ",".join([ref, static_key, identity_key, secret_key]),
+    }
+
+
+def _qr_svg(data: str) -> str:
+    try:
+        import qrcode
+        import qrcode.image.svg
+    except ImportError:  # the picture is a nicety: #qr-code has the text
+        return (
+            '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100">'
+            '<rect width="100" height="100" fill="#eee"/>'
+            '<text x="50" y="55" font-size="10" text-anchor="middle">QR</text></svg>'
+        )
+    image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
+    return str(image.to_string(encoding="unicode"))
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def _middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except WorldError as exc:
+        return _error(400, "bad_request", str(exc))
+    except LookalikeError as exc:
+        return _error(exc.status, exc.code, str(exc))
+    # Persistent browser profiles must never run yesterday's page script.
+    if not response.prepared:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise WorldError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise WorldError("the body must be a JSON object")
+    return body
+
+
+def _opt_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise WorldError(f"{name} must be a string")
+    return value
+
+
+def _req_str(body: dict[str, Any], name: str) -> str:
+    value = _opt_str(body, name)
+    if value is None:
+        raise WorldError(f"{name} is required")
+    return value
+
+
+def _str_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WorldError(f"{name} must be a list of strings")
+    return list(value)
+
+
+def _opt_number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise WorldError(f"{name} must be a number >= 0")
+    return float(value)
+
+
+class Lookalike:
+    """The look-alike server, run on the caller's event loop.
+
+    The public methods (``customer_message``, ``owner_message``, ``scan``...) are what the
+    ``/control`` routes call; in-process tests may call them directly on the server's loop.
+    """
+
+    def __init__(self, config: LookalikeConfig | None = None) -> None:
+        self.config = config if config is not None else LookalikeConfig()
+        self.world = World(self.config.me, self.config.me_name, seed=self.config.seed)
+        self._ack_delay_s = self.config.ack_delay_s
+        self._session: str | None = None
+        self._auth: dict[str, Any] | None = None
+        self._conns: dict[str, _PageConn] = {}
+        self._active: _PageConn | None = None
+        self._phones: set[asyncio.Queue[str | None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._qr_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Starts listening and returns the base URL (``http://127.0.0.1:PORT``)."""
+        if self._runner is not None:
+            raise RuntimeError("the look-alike is already started")
+        runner = web.AppRunner(
+            self._app(), access_log=None, handler_cancellation=True, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        family, type_, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[
+            0
+        ]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            sock.close()
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+        self._base_url = f"http://{shown}:{int(bound_port)}"
+        self._qr_task = asyncio.get_running_loop().create_task(self._rotate_qr())
+        return self._base_url
+
+    async def stop(self) -> None:
+        """Ends every event stream, cancels pending acks and closes the listener."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._qr_task is not None:
+            self._qr_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._qr_task
+            self._qr_task = None
+        self._cancel_timers()
+        for conn in list(self._conns.values()):
+            conn.queue.put_nowait(None)
+        for queue in list(self._phones):
+            queue.put_nowait(None)
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("the look-alike is not started")
+        return self._base_url
+
+    def _app(self) -> web.Application:
+        app = web.Application(middlewares=[_middleware])
+        r = app.router
+        r.add_get("/", self._index)
+        r.add_get("/phone", self._phone)
+        r.add_get("/qr.svg", self._qr)
+        r.add_get("/events", self._page_events)
+        r.add_post("/api/ready", self._api_ready)
+        r.add_post("/api/takeover", self._api_takeover)
+        r.add_post("/api/send", self._api_send)
+        r.add_post("/api/read", self._api_read)
+        r.add_post("/api/presence", self._api_presence)
+        r.add_post("/api/logout", self._api_logout)
+        r.add_post("/api/bye", self._api_bye)
+        r.add_get("/api/chats", self._api_chats)
+        r.add_get("/api/messages", self._api_messages)
+        r.add_get("/api/message", self._api_message)
+        r.add_post("/control/message", self._control_message)
+        r.add_post("/control/owner", self._control_owner)
+        r.add_post("/control/group", self._control_group)
+        r.add_post("/control/contact", self._control_contact)
+        r.add_post("/control/scan", self._control_scan)
+        r.add_post("/control/logout", self._control_logout)
+        r.add_post("/control/conflict", self._control_conflict)
+        r.add_post("/control/read", self._control_read)
+        r.add_post("/control/reset", self._control_reset)
+        r.add_post("/control/config", self._control_config)
+        r.add_get("/control/state", self._control_state)
+        r.add_get("/control/events", self._phone_events)
+        r.add_static("/static/", STATIC_DIR)
+        return app
+
+    # -- the world, as the control API sees it -------------------------------------------------
+
+    def login_state(self) -> LoginState:
+        active = self._active
+        if self._session is None:
+            qr = any(c.mode == "qr" for c in self._conns.values())
+            return "qr" if qr else "logged_out"
+        if active is not None:
+            return "main_ready" if active.ready else "authenticated"
+        if any(c.mode == "conflict" for c in self._conns.values()):
+            return "conflict"
+        return "authenticated"
+
+    def state(self) -> dict[str, Any]:
+        """What ``GET /control/state`` returns."""
+        active = self._active
+        return {
+            "login": self.login_state(),
+            "session": self._session is not None,
+            "auth_code": self._auth,
+            "page": {
+                "open": active is not None,
+                "ready": bool(active and active.ready),
+                "connections": [c.to_json() for c in self._conns.values()],
+            },
+            "ack_delay_s": self._ack_delay_s,
+            **self.world.snapshot(),
+        }
+
+    def customer_message(
+        self,
+        chat: str,
+        body: str,
+        *,
+        author: str | None = None,
+        mentions: Sequence[str] = (),
+        type: str = "chat",
+        quoted: str | None = None,
+        message_id: str | None = None,
+        name: str | None = None,
+        mimetype: str | None = None,
+        filename: str | None = None,
+        size: int | None = None,
+        ciphertext_s: float | None = None,
+    ) -> Message:
+        """A customer (or group member ``author``) writes; ``ciphertext_s`` first delivers an
+        undecrypted placeholder with the same id, decrypted that many seconds later."""
+        message = self.world.add_message(
+            chat,
+            "customer",
+            "" if ciphertext_s is not None else body,
+            author=author,
+            type="ciphertext" if ciphertext_s is not None else type,
+            mentions=mentions,
+            quoted=quoted,
+            message_id=message_id,
+            name=name,
+            mimetype=mimetype,
+            filename=filename,
+            size=size,
+        )
+        self._publish_message(message)
+        if ciphertext_s is not None:
+            self._later(
+                ciphertext_s,
+                lambda: self._decrypt(message, type, body, mimetype, filename, size),
+            )
+        return message
+
+    def owner_message(
+        self, chat: str, body: str, *, type: str = "chat", quoted: str | None = None
+    ) -> Message:
+        """The account owner typed on the phone: ``fromMe``, but not sent by the bot's page."""
+        message = self.world.add_message(chat, "owner", body, type=type, quoted=quoted)
+        self._publish_message(message)
+        self._schedule_delivery(message)
+        return message
+
+    def scan(self) -> None:
+        """The phone scans the QR code shown by the most recently opened page."""
+        showing = [c for c in self._conns.values() if c.mode == "qr"]
+        if not showing:
+            raise LookalikeError(
+                409, "no_qr", "no bot page shows a QR code: open the bot page first"
+            )
+        conn = max(showing, key=lambda c: c.opened)
+        if self._session is None:
+            self._session = secrets.token_urlsafe(24)
+        self._activate(conn, self._session)
+        self._auth = None
+        if any(c.mode == "qr" for c in self._conns.values()):
+            self._new_qr()
+        conn.push(
+            "authenticated",
+            {"token": self._session, "me": self.world.me, "me_name": self.world.me_name},
+        )
+        self._phones_changed()
+
+    def logout(self, reason: str = "user_initiated") -> bool:
+        """Unlinks the web session (from the phone, or the page's ``WPP.conn.logout()``)."""
+        if reason not in LOGOUT_REASONS:
+            raise WorldError(f"reason must be one of {sorted(LOGOUT_REASONS)}")
+        was_logged_in = self._session is not None
+        self._session = None
+        self._active = None
+        for conn in self._conns.values():
+            if conn.mode in ("main", "conflict"):
+                conn.push("logout", {"reason": reason})
+                conn.mode, conn.ready, conn.token = "logged_out", False, None
+        self._phones_changed()
+        return was_logged_in
+
+    def conflict(self) -> None:
+        """WhatsApp Web was opened somewhere else: the bot's page loses the session."""
+        active = self._active
+        if active is None:
+            raise LookalikeError(409, "no_page", "no logged-in bot page is open")
+        self._to_conflict(active)
+        self._active = None
+        self._phones_changed()
+
+    def read(self, chat: str, reader: str | None = None) -> list[Message]:
+        """The customer (or group member ``reader``) read the account's messages: blue ticks."""
+        target = self.world.chat(chat)
+        if target.is_group and reader is None and target.participants:
+            reader = target.participants[0]
+        changed = self.world.raise_acks(chat, ACK_READ)
+        self._publish_acks(target, ACK_READ, changed, reader)
+        return changed
+
+    def reset(self, *, logout: bool = False) -> None:
+        """Back to the seeded world; the login survives unless ``logout``."""
+        self._cancel_timers()
+        if logout:
+            self.logout()
+        self.world.reset()
+        for conn in self._conns.values():
+            conn.push("reset", {})
+        self._phones_changed()
+
+    def set_ack_delay(self, seconds: float | None) -> None:
+        self._ack_delay_s = seconds
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _activate(self, conn: _PageConn, token: str) -> None:
+        previous = self._active
+        if previous is not None and previous is not conn:
+            self._to_conflict(previous)
+        conn.mode, conn.token, conn.ready = "main", token, False
+        self._active = conn
+
+    def _to_conflict(self, conn: _PageConn) -> None:
+        conn.mode, conn.ready = "conflict", False
+        conn.push("conflict", {})
+
+    def _detach(self, conn: _PageConn) -> None:
+        if conn.mode == "closed":
+            return
+        conn.mode, conn.ready = "closed", False
+        conn.queue.put_nowait(None)
+        self._conns.pop(conn.id, None)
+        if self._active is conn:
+            self._active = None
+            for chat in self.world.chats.values():  # a closed page types no more
+                chat.typing = False
+        if self._auth is not None and not any(c.mode == "qr" for c in self._conns.values()):
+            self._auth = None
+        self._phones_changed()
+
+    def _new_qr(self) -> None:
+        self._auth = _new_auth_code()
+        for conn in self._conns.values():
+            if conn.mode == "qr":
+                conn.push("auth_code", {"auth_code": self._auth})
+
+    async def _rotate_qr(self) -> None:
+        while True:
+            interval = self.config.qr_refresh_s
+            await asyncio.sleep(interval if interval > 0 else 3600)
+            if interval > 0 and self._auth is not None:
+                self._new_qr()
+                self._phones_changed()
+
+    def _chat_json(self, chat: Chat) -> dict[str, Any]:
+        return chat.to_json(self.world)
+
+    def _publish_message(self, message: Message, exclude: _PageConn | None = None) -> None:
+        active = self._active
+        live = active is not None and active.ready
+        if message.origin != "bot":
+            message.live = live
+        if active is not None and active is not exclude:
+            active.push(
+                "msg",
+                {
+                    "message": message.to_json(self.world),
+                    "chat": self._chat_json(self.world.chat(message.chat)),
+                    "live": live,
+                },
+            )
+        self._phones_changed()
+
+    def _publish_acks(
+        self, chat: Chat, ack: int, messages: list[Message], sender: str | None
+    ) -> None:
+        if not messages:
+            return
+        active = self._active
+        if active is not None:
+            # WA-JS builds these keys from the receipt: in a group the participant is the member
+            # who acked, not the author, so ``_serialized`` differs from the message's own key.
+            active.push(
+                "ack",
+                {
+                    "chat": chat.id,
+                    "ack": ack,
+                    "sender": sender if chat.is_group else None,
+                    "ids": [
+                        {
+                            "id": m.id,
+                            "from_me": True,
+                            "participant": sender if chat.is_group else None,
+                        }
+                        for m in messages
+                    ],
+                    "live": active.ready,
+                },
+            )
+        self._phones_changed()
+
+    def _schedule_delivery(self, message: Message) -> None:
+        delay = self._ack_delay_s
+        if delay is not None:
+            self._later(delay, lambda: self._deliver(message))
+
+    def _deliver(self, message: Message) -> None:
+        chat = self.world.chats.get(message.chat)
+        if chat is None or self.world.messages.get(message.id) is not message:
+            return
+        changed = self.world.raise_acks(chat.id, ACK_DEVICE, [message.id])
+        sender = chat.participants[0] if chat.is_group and chat.participants else None
+        self._publish_acks(chat, ACK_DEVICE, changed, sender)
+
+    def _decrypt(
+        self,
+        message: Message,
+        type: str,
+        body: str,
+        mimetype: str | None,
+        filename: str | None,
+        size: int | None,
+    ) -> None:
+        if self.world.messages.get(message.id) is not message:
+            return
+        self.world.set_content(message, type, body, mimetype=mimetype, filename=filename, size=size)
+        if self._active is not None:
+            self._active.push(
+                "msg_update", {"message": message.to_json(self.world), "live": message.live}
+            )
+        self._phones_changed()
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def run() -> None:
+            self._timers.discard(handle)
+            callback()
+
+        handle = loop.call_later(delay, run)
+        self._timers.add(handle)
+
+    def _cancel_timers(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    def _phones_changed(self) -> None:
+        for queue in self._phones:
+            if queue.empty():
+                queue.put_nowait("changed")
+
+    def _page(self, request: web.Request, *, active: bool = True) -> _PageConn:
+        """The calling page; it must hold the valid session, and be the active page if asked."""
+        token = request.headers.get(SESSION_HEADER)
+        if self._session is None or token != self._session:
+            raise LookalikeError(401, "logged_out", "this page is not logged in")
+        conn = self._conns.get(request.headers.get(CONN_HEADER, ""))
+        if conn is None:
+            raise LookalikeError(409, "no_connection", "this page has no open event stream")
+        if active and self._active is not conn:
+            raise LookalikeError(
+                409, "conflict", "WhatsApp is open in another window: take over first"
+            )
+        return conn
+
+    # -- pages and the QR picture ----------------------------------------------------------------
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def _phone(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "phone.html")
+
+    async def _qr(self, request: web.Request) -> web.Response:
+        if self._auth is None:
+            raise LookalikeError(404, "no_qr", "no QR code is shown")
+        return web.Response(text=_qr_svg(self._auth["fullCode"]), content_type="image/svg+xml")
+
+    # -- the bot page's event stream and API -----------------------------------------------------
+
+    async def _page_events(self, request: web.Request) -> web.StreamResponse:
+        conn = _PageConn(id=uuid.uuid4().hex[:16], opened=time.monotonic())
+        token = request.query.get("token") or None
+        self._conns[conn.id] = conn
+        session_invalid = False
+        if token is not None and token == self._session:
+            self._activate(conn, token)
+        else:
+            session_invalid = token is not None
+            if self._auth is None:
+                self._new_qr()
+        conn.push(
+            "hello",
+            {
+                "conn": conn.id,
+                "mode": conn.mode,
+                "me": self.world.me,
+                "me_name": self.world.me_name,
+                "auth_code": self._auth if conn.mode == "qr" else None,
+                "session_invalid": session_invalid,
+                "logout_reload_ms": int(self.config.logout_reload_s * 1000),
+            },
+        )
+        self._phones_changed()
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        try:
+            await response.prepare(request)
+            while True:
+                try:
+                    item = await asyncio.wait_for(conn.queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    await response.write(b": ping\n\n")
+                    continue
+                if item is None:
+                    break
+                event, data = item
+                await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            self._detach(conn)
+        return response
+
+    async def _api_ready(self, request: web.Request) -> web.Response:
+        conn = self._page(request)
+        conn.ready = True
+        self._phones_changed()
+        return web.json_response({"ok": True})
+
+    async def _api_takeover(self, request: web.Request) -> web.Response:
+        conn = self._page(request, active=False)
+        assert conn.token is not None
+        self._activate(conn, conn.token)
+        self._phones_changed()
+        return web.json_response({"ok": True})
+
+    async def _api_send(self, request: web.Request) -> web.Response:
+        conn = self._page(request)
+        body = await _json_body(request)
+        message = self.world.add_message(
+            _req_str(body, "chat"),
+            "bot",
+            _opt_str(body, "body") or "",
+            message_id=_opt_str(body, "id"),
+            quoted=_opt_str(body, "quoted"),
+            mentions=_str_list(body, "mentions"),
+        )
+        message.live = conn.ready
+        self._publish_message(message, exclude=conn)
+        self._schedule_delivery(message)
+        return web.json_response(
+            {
+                "message": message.to_json(self.world),
+                "chat": self._chat_json(self.world.chat(message.chat)),
+            }
+        )
+
+    async def _api_read(self, request: web.Request) -> web.Response:
+        self._page(request)
+        chat = _req_str(await _json_body(request), "chat")
+        previous = self.world.mark_read_by_page(chat)
+        self._phones_changed()
+        return web.json_response(
+            {"unread_count": previous, "chat": self._chat_json(self.world.chat(chat))}
+        )
+
+    async def _api_presence(self, request: web.Request) -> web.Response:
+        self._page(request)
+        body = await _json_body(request)
+        chat = self.world.open_chat(_req_str(body, "chat"))
+        chat.typing = _req_str(body, "state") == "composing"
+        self._phones_changed()
+        return web.json_response({"ok": True})
+
+    async def _api_logout(self, request: web.Request) -> web.Response:
+        self._page(request, active=False)
+        self.logout("user_initiated")
+        return web.json_response({"ok": True})
+
+    async def _api_bye(self, request: web.Request) -> web.Response:
+        conn = self._conns.get(request.query.get("conn", ""))
+        if conn is not None:
+            self._detach(conn)
+        return web.json_response({"ok": True})
+
+    async def _api_chats(self, request: web.Request) -> web.Response:
+        self._page(request, active=False)
+        return web.json_response([self._chat_json(c) for c in self.world.sorted_chats()])
+
+    async def _api_messages(self, request: web.Request) -> web.Response:
+        self._page(request, active=False)
+        chat = self.world.chats.get(request.query.get("chat", ""))
+        if chat is None:
+            raise LookalikeError(404, "chat_not_found", "no such chat")
+        return web.json_response(
+            {
+                "chat": self._chat_json(chat),
+                "messages": [m.to_json(self.world) for m in self.world.chat_messages(chat.id)],
+            }
+        )
+
+    async def _api_message(self, request: web.Request) -> web.Response:
+        self._page(request, active=False)
+        message = self.world.find_message(request.query.get("id", ""))
+        if message is None:
+            raise LookalikeError(404, "msg_not_found", "no such message")
+        return web.json_response(message.to_json(self.world))
+
+    # -- the control API -------------------------------------------------------------------------
+
+    async def _control_message(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        size = _opt_number(body, "size")
+        message = self.customer_message(
+            _req_str(body, "chat"),
+            _opt_str(body, "body") or "",
+            author=_opt_str(body, "author"),
+            mentions=_str_list(body, "mentions"),
+            type=_opt_str(body, "type") or "chat",
+            quoted=_opt_str(body, "quoted"),
+            message_id=_opt_str(body, "id"),
+            name=_opt_str(body, "name"),
+            mimetype=_opt_str(body, "mimetype"),
+            filename=_opt_str(body, "filename"),
+            size=int(size) if size is not None else None,
+            ciphertext_s=_opt_number(body, "ciphertext_s"),
+        )
+        return web.json_response(message.to_json(self.world))
+
+    async def _control_owner(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        message = self.owner_message(
+            _req_str(body, "chat"),
+            _opt_str(body, "body") or "",
+            type=_opt_str(body, "type") or "chat",
+            quoted=_opt_str(body, "quoted"),
+        )
+        return web.json_response(message.to_json(self.world))
+
+    async def _control_group(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        group_id = _opt_str(body, "id") or self.world.new_group_id()
+        chat = self.world.add_group(
+            group_id, _opt_str(body, "name") or "New group", _str_list(body, "participants")
+        )
+        for conn in self._conns.values():
+            if conn.mode == "main":
+                conn.push("chat", {"chat": self._chat_json(chat)})
+        self._phones_changed()
+        return web.json_response(self._chat_json(chat))
+
+    async def _control_contact(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        user = self.world.add_contact(_req_str(body, "id"), _opt_str(body, "name"))
+        self._phones_changed()
+        return web.json_response({"id": user, "name": self.world.contact_name(user)})
+
+    async def _control_scan(self, request: web.Request) -> web.Response:
+        self.scan()
+        return web.json_response({"ok": True, "login": self.login_state()})
+
+    async def _control_logout(self, request: web.Request) -> web.Response:
+        reason = _opt_str(await _json_body(request), "reason") or "user_initiated"
+        was_logged_in = self.logout(reason)
+        return web.json_response({"ok": True, "was_logged_in": was_logged_in})
+
+    async def _control_conflict(self, request: web.Request) -> web.Response:
+        self.conflict()
+        return web.json_response({"ok": True, "login": self.login_state()})
+
+    async def _control_read(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        changed = self.read(_req_str(body, "chat"), _opt_str(body, "reader"))
+        return web.json_response({"ok": True, "ids": [m.id for m in changed]})
+
+    async def _control_reset(self, request: web.Request) -> web.Response:
+        self.reset(logout=bool((await _json_body(request)).get("logout")))
+        return web.json_response({"ok": True})
+
+    async def _control_config(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if "ack_delay_s" in body:
+            self.set_ack_delay(_opt_number(body, "ack_delay_s"))
+        return web.json_response({"ack_delay_s": self._ack_delay_s})
+
+    async def _control_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state())
+
+    async def _phone_events(self, request: web.Request) -> web.StreamResponse:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        queue.put_nowait("changed")
+        self._phones.add(queue)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        try:
+            await response.prepare(request)
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    await response.write(b": ping\n\n")
+                    continue
+                if item is None:
+                    break
+                await response.write(f"event: {item}\ndata: {{}}\n\n".encode())
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            self._phones.discard(queue)
+        return response
+
+
+class ThreadedLookalike:
+    """A :class:`Lookalike` on its own thread and event loop, for synchronous callers."""
+
+    def __init__(self, config: LookalikeConfig | None = None) -> None:
+        self.server = Lookalike(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="lookalike", daemon=True
+        )
+        self._stopped = False
+
+    def start(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> str:
+        self._thread.start()
+        try:
+            return self.call(self.server.start(host, port), timeout)
+        except BaseException:
+            self._shutdown_loop()
+            raise
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stops the server, then the loop and its thread; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.call(self.server.stop(), timeout)
+        finally:
+            self._shutdown_loop()
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    def state(self) -> dict[str, Any]:
+        """A snapshot taken on the server's loop."""
+        return self.run(self.server.state)
+
+    def run(self, fn: Callable[[], _T], timeout: float = 10.0) -> _T:
+        """Runs ``fn`` on the server's loop, the one place the world may be touched."""
+
+        async def call() -> _T:
+            return fn()
+
+        return self.call(call(), timeout)
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        future: ConcurrentFuture[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return future.result(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _shutdown_loop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10.0)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def run_in_thread(
+    config: LookalikeConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> ThreadedLookalike:
+    """Starts a look-alike on a background thread; call ``.stop()`` (or use ``with``) when done."""
+    server = ThreadedLookalike(config)
+    server.start(host, port)
+    return server
+
+
+async def _serve(host: str, port: int, config: LookalikeConfig) -> None:
+    server = Lookalike(config)
+    url = await server.start(host, port)
+    print(f"bot page (WhatsApp Web look-alike): {url}/", flush=True)
+    print(f"phone (customers, groups, owner):   {url}/phone", flush=True)
+    print(f"control state:                      {url}/control/state", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+        loop.add_signal_handler(signal.SIGTERM, done.set)
+    try:
+        await done.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline.lookalike``: serve in the foreground until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.lookalike",
+        description="A WhatsApp Web look-alike (window.WPP with WA-JS shapes) for development.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--me", default="10000@c.us", help="the bot's account id")
+    parser.add_argument("--name", default="Lookalike Bot", help="the bot's display name")
+    parser.add_argument(
+        "--ack-delay", type=float, default=0.3, help="seconds from sent (1) to delivered (2)"
+    )
+    parser.add_argument("--no-seed", action="store_true", help="start without Alice, Bob, group")
+    args = parser.parse_args(argv)
+    config = LookalikeConfig(
+        me=args.me, me_name=args.name, ack_delay_s=args.ack_delay, seed=not args.no_seed
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port, config))
+    return 0

@@ -1,0 +1,459 @@
+"""The look-alike's world: one WhatsApp account, its chats, their messages and acks.
+
+Everything here is plain synchronous state with no I/O, so the server can mutate it from its event
+loop and a test can reason about it from the JSON snapshot alone. Who may see a change (the bot's
+page, the phone view) is the server's business, not the world's.
+
+Ids follow WhatsApp Web: people are ``<digits>@c.us`` (or ``<n>@lid``), groups ``<id>@g.us``; a
+message has an inner id (``3EB0...`` when sent from a web page, ``3A...`` from a phone) and a
+serialized key ``<fromMe>_<chat>_<id>[_<participant>]`` where the participant is the group member
+who wrote it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ACK_DEVICE",
+    "ACK_ERROR",
+    "ACK_PENDING",
+    "ACK_READ",
+    "ACK_SERVER",
+    "MEDIA_TYPES",
+    "MESSAGE_TYPES",
+    "Chat",
+    "Message",
+    "Origin",
+    "World",
+    "WorldError",
+    "is_group",
+    "valid_chat_id",
+    "valid_user_id",
+]
+
+ACK_ERROR = -1
+ACK_PENDING = 0
+ACK_SERVER = 1
+"""One grey tick: the server has the message."""
+ACK_DEVICE = 2
+"""Two grey ticks: the recipient's phone has it."""
+ACK_READ = 3
+"""Two blue ticks."""
+
+Origin = Literal["customer", "owner", "bot"]
+"""Who typed a message: someone else, the account owner on the phone, or the bot's web page."""
+
+MEDIA_TYPES: dict[str, str] = {
+    "image": "image/jpeg",
+    "video": "video/mp4",
+    "audio": "audio/mpeg",
+    "ptt": "audio/ogg; codecs=opus",
+    "document": "application/pdf",
+    "sticker": "image/webp",
+}
+"""Message types that carry media, with the mimetype used when a control request names none."""
+
+MESSAGE_TYPES: frozenset[str] = frozenset({"chat", "location", "vcard", "ciphertext", *MEDIA_TYPES})
+"""What ``POST /control/message`` accepts as ``type``."""
+
+_USER_RE = re.compile(r"^\d{3,20}@(c\.us|lid)$")
+_GROUP_RE = re.compile(r"^\d{5,30}(-\d{5,15})?@g\.us$")
+_MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+
+
+class WorldError(ValueError):
+    """A request the world cannot honour (unknown chat, malformed id...): the caller's mistake."""
+
+
+def valid_user_id(value: str) -> bool:
+    """``<digits>@c.us`` or ``<n>@lid``."""
+    return bool(_USER_RE.match(value))
+
+
+def valid_chat_id(value: str) -> bool:
+    """A person or a group."""
+    return valid_user_id(value) or bool(_GROUP_RE.match(value))
+
+
+def is_group(chat_id: str) -> bool:
+    return chat_id.endswith("@g.us")
+
+
+def new_message_id(origin: Origin) -> str:
+    """A fresh inner id shaped like the real ones: web clients use ``3EB0``, iPhones ``3A``."""
+    if origin == "bot":
+        return "3EB0" + secrets.token_hex(9).upper()
+    return "3A" + secrets.token_hex(9).upper()
+
+
+@dataclass
+class Chat:
+    id: str
+    name: str
+    participants: list[str] = field(default_factory=list)
+    """Group members other than the bot account (empty for a 1:1 chat)."""
+    unread_count: int = 0
+    t: int = 0
+    """When the last message arrived, in seconds; orders the chat list."""
+    typing: bool = False
+    """The bot's page is showing "typing..." in this chat."""
+
+    @property
+    def is_group(self) -> bool:
+        return is_group(self.id)
+
+    def to_json(self, world: World) -> dict[str, Any]:
+        last = world.last_message(self.id)
+        return {
+            "id": self.id,
+            "name": self.name,
+            "is_group": self.is_group,
+            "participants": [{"id": p, "name": world.contact_name(p)} for p in self.participants],
+            "unread_count": self.unread_count,
+            "t": self.t,
+            "typing": self.typing,
+            "last_message": last.to_json(world) if last is not None else None,
+        }
+
+
+@dataclass
+class Message:
+    id: str
+    chat: str
+    origin: Origin
+    sender: str
+    """The account that wrote it: a customer or group member, or the bot account itself."""
+    body: str
+    t: int
+    seq: int
+    type: str = "chat"
+    ack: int = ACK_SERVER
+    mentions: list[str] = field(default_factory=list)
+    quoted_id: str | None = None
+    caption: str | None = None
+    mimetype: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    read_by_page: bool = False
+    """The bot's page marked the chat read (``WPP.chat.markIsRead``) after this message arrived."""
+    live: bool = False
+    """A ready bot page saw it arrive as a live ``chat.new_message`` event."""
+
+    @property
+    def from_me(self) -> bool:
+        return self.origin != "customer"
+
+    @property
+    def participant(self) -> str | None:
+        return self.sender if is_group(self.chat) else None
+
+    @property
+    def serialized(self) -> str:
+        key = f"{'true' if self.from_me else 'false'}_{self.chat}_{self.id}"
+        return f"{key}_{self.participant}" if self.participant else key
+
+    @property
+    def is_media(self) -> bool:
+        return self.type in MEDIA_TYPES
+
+    def to_json(self, world: World) -> dict[str, Any]:
+        quoted = world.messages.get(self.quoted_id) if self.quoted_id else None
+        return {
+            "id": self.id,
+            "serialized": self.serialized,
+            "chat": self.chat,
+            "from_me": self.from_me,
+            "origin": self.origin,
+            "sender": self.sender,
+            "author": self.participant,
+            "notify_name": world.contact_name(self.sender),
+            "body": self.body,
+            "type": self.type,
+            "t": self.t,
+            "ack": self.ack,
+            "mentions": list(self.mentions),
+            "quoted_id": self.quoted_id,
+            "quoted": (
+                {
+                    "id": quoted.id,
+                    "sender": quoted.sender,
+                    "from_me": quoted.from_me,
+                    "type": quoted.type,
+                    "body": quoted.body,
+                }
+                if quoted is not None
+                else None
+            ),
+            "is_media": self.is_media,
+            "caption": self.caption,
+            "mimetype": self.mimetype,
+            "filename": self.filename,
+            "size": self.size,
+            "read_by_page": self.read_by_page,
+            "live": self.live,
+            "seq": self.seq,
+        }
+
+
+class World:
+    """The account, its contacts, chats and messages (in arrival order)."""
+
+    def __init__(
+        self,
+        me: str = "10000@c.us",
+        me_name: str = "Lookalike Bot",
+        *,
+        seed: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not valid_user_id(me):
+            raise WorldError(f"the bot account must be a user id like 10000@c.us, not {me!r}")
+        self.me = me
+        self.me_name = me_name
+        self._seed = seed
+        self._clock = clock
+        self.contacts: dict[str, str] = {}
+        self.chats: dict[str, Chat] = {}
+        self.messages: dict[str, Message] = {}
+        self._seq = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the seeded world: two customers and a group with both, and no messages."""
+        self.contacts = {self.me: self.me_name}
+        self.chats = {}
+        self.messages = {}
+        self._seq = 0
+        if self._seed:
+            self.add_contact("4915111111111@c.us", "Alice")
+            self.add_contact("4915222222222@c.us", "Bob")
+            self.add_group(
+                "120363000000000001@g.us",
+                "Lookalike friends",
+                ["4915111111111@c.us", "4915222222222@c.us"],
+            )
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    # -- contacts and chats ---------------------------------------------------------------------
+
+    def contact_name(self, user: str) -> str:
+        return self.contacts.get(user) or "+" + user.split("@", 1)[0]
+
+    def add_contact(self, user: str, name: str | None = None) -> str:
+        if not valid_user_id(user):
+            raise WorldError(f"not a user id (<digits>@c.us or <n>@lid): {user!r}")
+        if user == self.me:
+            raise WorldError("the bot account cannot be its own customer")
+        if name:
+            self.contacts[user] = name
+        else:
+            self.contacts.setdefault(user, "+" + user.split("@", 1)[0])
+        return user
+
+    def add_group(self, group: str, name: str, participants: Iterable[str]) -> Chat:
+        if not _GROUP_RE.match(group):
+            raise WorldError(f"not a group id (<digits>@g.us): {group!r}")
+        chat = self.chats.get(group)
+        if chat is None:
+            chat = self.chats[group] = Chat(group, name, t=self.now())
+        elif name:
+            chat.name = name
+        for member in participants:
+            self.add_participant(chat, member)
+        return chat
+
+    def add_participant(self, chat: Chat, member: str) -> None:
+        self.add_contact(member)
+        if member not in chat.participants:
+            chat.participants.append(member)
+
+    def new_group_id(self) -> str:
+        return f"1203630{secrets.randbelow(10**11):011d}@g.us"
+
+    def chat(self, chat_id: str) -> Chat:
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            raise WorldError(f"no such chat: {chat_id!r}")
+        return chat
+
+    def open_chat(self, chat_id: str, name: str | None = None) -> Chat:
+        """The chat with a person, created on first use (groups must exist already)."""
+        chat = self.chats.get(chat_id)
+        if chat is not None:
+            return chat
+        if not valid_user_id(chat_id):
+            raise WorldError(
+                f"no such chat: {chat_id!r} (groups are created with POST /control/group)"
+                if is_group(chat_id)
+                else f"not a chat id (<digits>@c.us, <n>@lid or <id>@g.us): {chat_id!r}"
+            )
+        self.add_contact(chat_id, name)
+        chat = self.chats[chat_id] = Chat(chat_id, self.contact_name(chat_id), t=self.now())
+        return chat
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def chat_messages(self, chat_id: str) -> list[Message]:
+        return [m for m in self.messages.values() if m.chat == chat_id]
+
+    def last_message(self, chat_id: str) -> Message | None:
+        for message in reversed(self.messages.values()):
+            if message.chat == chat_id:
+                return message
+        return None
+
+    def find_message(self, key: str) -> Message | None:
+        """By inner id or by serialized key."""
+        found = self.messages.get(key)
+        if found is not None:
+            return found
+        for message in self.messages.values():
+            if message.serialized == key:
+                return message
+        return None
+
+    def add_message(
+        self,
+        chat_id: str,
+        origin: Origin,
+        body: str,
+        *,
+        author: str | None = None,
+        type: str = "chat",
+        mentions: Iterable[str] = (),
+        quoted: str | None = None,
+        message_id: str | None = None,
+        mimetype: str | None = None,
+        filename: str | None = None,
+        size: int | None = None,
+        name: str | None = None,
+        ack: int = ACK_SERVER,
+    ) -> Message:
+        """Stores a message and updates the chat's order and unread count."""
+        chat = self.open_chat(chat_id, name if origin == "customer" else None)
+        if origin == "customer":
+            if chat.is_group:
+                if not author:
+                    if not chat.participants:
+                        raise WorldError(f"group {chat_id} has no members; name an author")
+                    author = chat.participants[0]
+                self.add_contact(author, name)
+                self.add_participant(chat, author)
+                sender = author
+            else:
+                if author and author != chat_id:
+                    raise WorldError("author is only for groups; in a 1:1 chat it is the chat")
+                sender = chat_id
+        else:
+            sender = self.me
+        if type not in MESSAGE_TYPES:
+            raise WorldError(f"type must be one of {sorted(MESSAGE_TYPES)}, not {type!r}")
+        if message_id is None:
+            message_id = new_message_id(origin)
+        elif not _MESSAGE_ID_RE.match(message_id):
+            raise WorldError(f"a message id is 8 to 64 letters and digits: {message_id!r}")
+        if message_id in self.messages:
+            raise WorldError(f"message id already used: {message_id}")
+        mention_list = list(mentions)
+        for mentioned in mention_list:
+            if not valid_user_id(mentioned):
+                raise WorldError(f"a mention is a user id: {mentioned!r}")
+        quoted_id: str | None = None
+        if quoted:
+            target = self.find_message(quoted)
+            if target is None or target.chat != chat_id:
+                raise WorldError(f"quoted message {quoted!r} is not in {chat_id}")
+            quoted_id = target.id
+        self._seq += 1
+        message = Message(
+            id=message_id,
+            chat=chat_id,
+            origin=origin,
+            sender=sender,
+            body=body,
+            t=self.now(),
+            seq=self._seq,
+            ack=ack,
+            mentions=mention_list,
+            quoted_id=quoted_id,
+        )
+        self.set_content(message, type, body, mimetype=mimetype, filename=filename, size=size)
+        self.messages[message_id] = message
+        chat.t = message.t
+        if origin == "customer":
+            chat.unread_count += 1
+        else:
+            # Writing in a chat (from the phone or the page) reads it, as in WhatsApp.
+            chat.unread_count = 0
+        if origin == "bot":
+            chat.typing = False
+        return message
+
+    @staticmethod
+    def set_content(
+        message: Message,
+        type: str,
+        body: str,
+        *,
+        mimetype: str | None = None,
+        filename: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Text goes to ``body``; for media it is the caption and ``body`` stays empty."""
+        message.type = type
+        if type in MEDIA_TYPES:
+            message.body = ""
+            message.caption = body or None
+            message.mimetype = mimetype or MEDIA_TYPES[type]
+            message.filename = filename
+            message.size = size if size is not None else 1024 * (1 + len(body))
+        else:
+            message.body = body
+            message.caption = message.mimetype = message.filename = None
+            message.size = None
+
+    def mark_read_by_page(self, chat_id: str) -> int:
+        """The bot's page read the chat: returns the unread count it had."""
+        chat = self.chat(chat_id)
+        previous = chat.unread_count
+        chat.unread_count = 0
+        for message in self.chat_messages(chat_id):
+            if not message.from_me:
+                message.read_by_page = True
+        return previous
+
+    def raise_acks(
+        self, chat_id: str, ack: int, message_ids: Iterable[str] | None = None
+    ) -> list[Message]:
+        """Raises the ack of the account's own messages (never lowers one); returns the changed."""
+        wanted = set(message_ids) if message_ids is not None else None
+        changed: list[Message] = []
+        for message in self.chat_messages(chat_id):
+            if not message.from_me or message.ack < ACK_SERVER or message.ack >= ack:
+                continue
+            if wanted is not None and message.id not in wanted:
+                continue
+            message.ack = ack
+            changed.append(message)
+        return changed
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "me": self.me,
+            "me_name": self.me_name,
+            "contacts": [{"id": k, "name": v} for k, v in self.contacts.items() if k != self.me],
+            "chats": [chat.to_json(self) for chat in self.sorted_chats()],
+            "messages": [m.to_json(self) for m in self.messages.values()],
+        }
+
+    def sorted_chats(self) -> list[Chat]:
+        last_seq = {m.chat: m.seq for m in self.messages.values()}
+        return sorted(self.chats.values(), key=lambda c: (c.t, last_seq.get(c.id, 0)), reverse=True)
