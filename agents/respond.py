@@ -3,9 +3,14 @@
 A plain Faust agent handles one record at a time: with a 1 s LLM call that is one reply
 a second for everyone. Here the stream loop only *dispatches*: each turn joins its
 chat's queue, one task per chat works through that queue in order, and a semaphore
-caps the LLM calls in flight across chats (``respond_max_in_flight``). When more turns
-wait than a few times that cap, the stream loop itself waits: that is the backpressure
-that keeps memory bounded.
+caps the LLM calls in flight across chats (``respond_max_in_flight``).
+
+The stream loop must never block: Faust feeds every topic through one delivery loop,
+so a blocked agent fills its buffer and stops llm.results from reaching apply_reply,
+which the waiting turns need to finish (a deadlock, seen with 20,000 queued turns when
+this loop waited for room). So every fetched turn is queued in memory; the backlog is
+bounded by what is on the topic, not by the cap. Pausing the chat.turns partitions at
+the consumer instead stalled the worker in a test at 5,000 turns and is left for later.
 
 Order within a chat: turn n+1 is sent to the LLM only after the reply to turn n is in
 the chat's window (``windows.last_applied_seq >= n``), so its prompt contains that
@@ -114,15 +119,11 @@ class ChatScheduler:
         self._queues: dict[str, deque[tuple[Turn, Callable[[], Awaitable[Any]]]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
-        self._space = asyncio.Condition()
         self.queued = 0
-        self.max_queued = config.max_in_flight * 4
 
     async def submit(self, turn: Turn, done: Callable[[], Awaitable[Any]]) -> None:
-        """Queue ``turn`` behind its chat's earlier turns; wait while too many are queued."""
-        async with self._space:
-            await self._space.wait_for(lambda: self.queued < self.max_queued)
-            self.queued += 1
+        """Queue ``turn`` behind its chat's earlier turns; never blocks (see module doc)."""
+        self.queued += 1
         self._queues.setdefault(turn.chat_id, deque()).append((turn, done))
         if turn.chat_id not in self._tasks:
             self._tasks[turn.chat_id] = asyncio.create_task(self._run_chat(turn.chat_id))
@@ -135,9 +136,7 @@ class ChatScheduler:
                 finished = await self._answer_with_retries(turn)
                 if finished:
                     await done()
-                async with self._space:
-                    self.queued -= 1
-                    self._space.notify_all()
+                self.queued -= 1
         finally:
             del self._tasks[chat]
             if not queue:

@@ -67,7 +67,8 @@ def _run(conv: Conversation, midway: Any) -> list[dict[str, Any]]:
 def test_kill_9_mid_run_loses_nothing_and_sends_nothing_twice(
     kafka_broker: Broker, tmp_path: Path
 ) -> None:
-    conv = Conversation(kafka_broker, tmp_path)
+    # A cap of 8 LLM calls in flight: most of the 1,000 turns wait in the chat queues.
+    conv = Conversation(kafka_broker, tmp_path, WABOT_RESPOND_MAX_IN_FLIGHT="8")
     conv.standin.set_failures([], latency_s=0.05)
     first = conv.start_worker()
     try:
