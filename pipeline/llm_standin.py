@@ -36,17 +36,17 @@ import json
 import re
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from concurrent.futures import Future as ConcurrentFuture
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, cast
 
 from aiohttp import web
+
+from pipeline.threaded import ThreadedServer
 
 __all__ = [
     "MODEL_ID",
@@ -629,49 +629,16 @@ class LLMStandin:
         return _json_response(self.stats.to_json())
 
 
-class ThreadedStandin:
-    """An :class:`LLMStandin` on its own thread and event loop, for synchronous callers.
-
-    Benchmarks and sync tests get a server that keeps answering while their own thread blocks.
-    Every call into the server is marshalled onto its loop, so there is no shared-state race.
-    """
+class ThreadedStandin(ThreadedServer[LLMStandin]):
+    """An :class:`LLMStandin` on its own thread and event loop, for synchronous callers."""
 
     def __init__(self, config: StandinConfig | None = None) -> None:
-        self._server = LLMStandin(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="llm-standin", daemon=True
-        )
-        self._stopped = False
-
-    def start(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> str:
-        """Starts the loop thread and the server; returns the base URL."""
-        self._thread.start()
-        try:
-            return self._call(self._server.start(host, port), timeout)
-        except BaseException:
-            self._shutdown_loop()
-            raise
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stops the server, then the loop and its thread; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            self._call(self._server.stop(), timeout)
-        finally:
-            self._shutdown_loop()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``."""
-        return self._server.base_url
+        super().__init__(LLMStandin(config), name="llm-standin")
 
     @property
     def stats(self) -> StandinStats:
         """A snapshot taken on the server's loop."""
-        return self._call(self._async(lambda: self._server.stats), 10.0)
+        return self.run(lambda: self.server.stats)
 
     def set_failures(
         self,
@@ -682,44 +649,15 @@ class ThreadedStandin:
     ) -> None:
         """See :meth:`LLMStandin.set_failures`."""
         failures = list(failures)
-        self._call(
-            self._async(
-                lambda: self._server.set_failures(
-                    failures, latency_s=latency_s, reply_prefix=reply_prefix
-                )
-            ),
-            10.0,
+        self.run(
+            lambda: self.server.set_failures(
+                failures, latency_s=latency_s, reply_prefix=reply_prefix
+            )
         )
 
     def reset(self) -> None:
         """See :meth:`LLMStandin.reset`."""
-        self._call(self._async(self._server.reset), 10.0)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @staticmethod
-    async def _async(fn: Callable[[], _T]) -> _T:
-        return fn()
-
-    def _call(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
-        future: ConcurrentFuture[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout)
-
-    def _shutdown_loop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10.0)
-        if not self._thread.is_alive():
-            self._loop.close()
+        self.run(self.server.reset)
 
 
 def run_in_thread(

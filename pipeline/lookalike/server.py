@@ -34,11 +34,9 @@ import json
 import secrets
 import signal
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import Future as ConcurrentFuture
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +52,7 @@ from pipeline.lookalike.world import (
     World,
     WorldError,
 )
+from pipeline.threaded import ThreadedServer
 
 __all__ = [
     "LOGOUT_REASONS",
@@ -898,72 +897,15 @@ class Lookalike:
         return response
 
 
-class ThreadedLookalike:
+class ThreadedLookalike(ThreadedServer[Lookalike]):
     """A :class:`Lookalike` on its own thread and event loop, for synchronous callers."""
 
     def __init__(self, config: LookalikeConfig | None = None) -> None:
-        self.server = Lookalike(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="lookalike", daemon=True
-        )
-        self._stopped = False
-
-    def start(self, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> str:
-        self._thread.start()
-        try:
-            return self.call(self.server.start(host, port), timeout)
-        except BaseException:
-            self._shutdown_loop()
-            raise
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stops the server, then the loop and its thread; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            self.call(self.server.stop(), timeout)
-        finally:
-            self._shutdown_loop()
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
+        super().__init__(Lookalike(config), name="lookalike")
 
     def state(self) -> dict[str, Any]:
         """A snapshot taken on the server's loop."""
         return self.run(self.server.state)
-
-    def run(self, fn: Callable[[], _T], timeout: float = 10.0) -> _T:
-        """Runs ``fn`` on the server's loop, the one place the world may be touched."""
-
-        async def call() -> _T:
-            return fn()
-
-        return self.call(call(), timeout)
-
-    def call(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
-        future: ConcurrentFuture[_T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(timeout)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _shutdown_loop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10.0)
-        if not self._thread.is_alive():
-            self._loop.close()
 
 
 def run_in_thread(
