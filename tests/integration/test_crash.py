@@ -50,10 +50,10 @@ def _distinct(records: list[dict[str, Any]]) -> int:
     return len({r["outbound_id"] for r in records})
 
 
-def _run(conv: Conversation, midway: Any) -> list[dict[str, Any]]:
+def _run(conv: Conversation, midway: Any, at: int = 300) -> list[dict[str, Any]]:
     async def run() -> list[dict[str, Any]]:
         await conv.send(*(inbound(chat, f"{chat} m{k}") for k in range(TURNS) for chat in CHATS))
-        await conv.collect("outbound", lambda r: _distinct(r) >= 300, timeout=120)
+        await conv.collect("outbound", lambda r: _distinct(r) >= at, timeout=120)
         midway()
         records = await conv.collect(
             "outbound", lambda r: _distinct(r) >= len(CHATS) * TURNS, timeout=240, settle=3.0
@@ -91,10 +91,12 @@ def test_second_worker_takes_partitions_with_their_state(
     kafka_broker: Broker, tmp_path: Path
 ) -> None:
     conv = Conversation(kafka_broker, tmp_path)
-    conv.standin.set_failures([], latency_s=0.05)
+    # A 1 s LLM makes each chat's ten turns take ten seconds or more, so the run is still
+    # going when the second worker, started after 100 replies, has joined the group.
+    conv.standin.set_failures([], latency_s=1.0)
     conv.start_worker()
     try:
-        records = _run(conv, lambda: conv.start_worker(wait=False))
+        records = _run(conv, lambda: conv.start_worker(wait=False), at=100)
         second_log = conv.workers[1].log.read_text()
     finally:
         conv.close()
