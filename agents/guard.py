@@ -344,18 +344,19 @@ class Guard:
         )
         if reason == "loop_guard":
             return  # a notice would only feed the loop
-        _key, window, _ = self._windows(first).get(reason, (f"{reason}|{first.chat_id}", 0, 0))
-        notice_key = f"notice|{reason}|{first.chat_id}"
         if reason == "token_budget":
             window = int(_now() // 86400)
+        else:
+            window = self._windows(first)[reason][1]
+        notice_key = f"notice|{reason}|{first.chat_id}"
         counter = self.tables.counters.get(notice_key)
         if counter is not None and counter.window == window and counter.noticed:
             return
-        self.tables.counters.put(notice_key, Counter(window=window, count=1, noticed=True))
+        digest = hashlib.sha1(f"{notice_key}|{window}".encode()).hexdigest()[:20]
         await self.topics.outbound.send(
             key=first.chat_id.encode(),
             value=OutboundMessage(
-                outbound_id=f"notice-{hashlib.sha1(f'{notice_key}|{window}'.encode()).hexdigest()[:20]}",
+                outbound_id=f"notice-{digest}",  # one id per chat, limit and window
                 chat_id=first.chat_id,
                 account_id=first.account_id,
                 text=self.config.limit_notice,
@@ -363,6 +364,7 @@ class Guard:
                 trace_id=first.trace_id,
             ),
         )
+        self.tables.counters.put(notice_key, Counter(window=window, count=1, noticed=True))
 
     def _chat_state(self, chat: str) -> ChatState:
         return self.tables.chats.get_or(chat, ChatState(chat_id=chat))
