@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 FAUST  := $(BIN)/faust
 
-.PHONY: dev test lint stop status install
+.PHONY: dev test lint stop status install wajs
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wabot needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -15,11 +15,15 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+$(VENV)/.installed-test: $(VENV)/.installed | wajs
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
 install: $(VENV)/.installed
+
+## wajs: fetch the pinned WA-JS bundle (pipeline/wajs/node_modules, not committed) with npm.
+wajs:
+	cd pipeline/wajs && npm install --no-audit --no-fund
 
 ## dev: start the embedded broker (Tansu) and a worker on it; Ctrl-C stops the worker.
 dev: $(VENV)/.installed

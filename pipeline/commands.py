@@ -58,3 +58,28 @@ def register_commands(app: Any, settings: Settings) -> None:
         except BrokerError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+
+    @app.command(
+        option(
+            "--url",
+            default="https://web.whatsapp.com/",
+            show_default=True,
+            help="The page to check: WhatsApp Web, or the look-alike's base URL + '/'",
+        ),
+        option(
+            "--timeout",
+            type=float,
+            default=60.0,
+            show_default=True,
+            help="Seconds to wait for the page and for WA-JS to get ready",
+        ),
+    )
+    async def gateway_doctor(self: Any, url: str, timeout: float) -> None:
+        """Check that WA-JS works on WhatsApp Web: versions and the functions the gateway uses."""
+        from pipeline.gateway_doctor import diagnose
+
+        report = await diagnose(url, timeout)
+        for line in report.lines:
+            click.echo(line, err=line.startswith("error:"))
+        if report.exit_code:
+            sys.exit(report.exit_code)
