@@ -37,27 +37,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.broker import KafkaBroker, free_port
-from pipeline.settings import Settings
+from pipeline.settings import Settings, topic_keys
 from schemas import InboundMessage
 from tests.workers import WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 ACCOUNT = "10000@c.us"
-
-#: Topic settings of the pipeline, each renamed per run so runs never see each other's records.
-PIPELINE_TOPICS = (
-    "inbound",
-    "turns",
-    "outbound",
-    "llm_calls",
-    "llm_results",
-    "guard_ticks",
-    "dlq",
-    "delivery",
-    "events",
-    "ping",
-    "pong",
-)
 
 
 def run_main(main: Callable[[], int]) -> None:
@@ -180,7 +165,7 @@ class Bench:
         self.bootstrap: str = args.bootstrap or ""
         self.standins: list[subprocess.Popen[bytes]] = []
         self.workers: list[WorkerProcess] = []
-        self.topics = {name: f"b{self.run}.{name}" for name in PIPELINE_TOPICS}
+        self.topics = {name: f"b{self.run}.{name}" for name in topic_keys()}
 
     # -- context -----------------------------------------------------------------
     def __enter__(self) -> Bench:

@@ -34,7 +34,6 @@ import functools
 import hashlib
 import json
 import re
-import signal
 import socket
 import time
 import uuid
@@ -46,7 +45,7 @@ from typing import Any, Literal, Self, TypeVar, cast
 
 from aiohttp import web
 
-from pipeline.threaded import ThreadedServer
+from pipeline.local_server import ThreadedServer, serve_until_stopped
 
 __all__ = [
     "MODEL_ID",
@@ -669,19 +668,6 @@ def run_in_thread(
     return server
 
 
-async def _serve(host: str, port: int, config: StandinConfig) -> None:
-    server = LLMStandin(config)
-    print(await server.start(host, port), flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-        loop.add_signal_handler(signal.SIGTERM, done.set)
-    try:
-        await done.wait()
-    finally:
-        await server.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline.llm_standin``: serve in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
@@ -695,7 +681,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = StandinConfig(latency_s=args.latency, reply_prefix=args.prefix)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, config))
+        asyncio.run(
+            serve_until_stopped(
+                LLMStandin(config), args.host, args.port, lambda url: print(url, flush=True)
+            )
+        )
     return 0
 
 

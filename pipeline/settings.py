@@ -221,6 +221,16 @@ class Settings(BaseSettings):
         return servers
 
 
+def topic_keys() -> list[str]:
+    """The short names of the topic settings (``inbound`` for ``topic_inbound``, ...)."""
+    counts = {"topic_partitions", "topic_replication_factor"}
+    return [
+        name.removeprefix("topic_")
+        for name in Settings.model_fields
+        if name.startswith("topic_") and name not in counts
+    ]
+
+
 def env_name(field: str) -> str:
     """The environment variable that sets ``field``."""
     return f"{ENV_PREFIX}{field.upper()}"

@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.llm_standin import StandinConfig, ThreadedStandin, run_in_thread
+from pipeline.settings import topic_keys
 from schemas import InboundMessage
 from tests.conftest import REPO, Broker
 from tests.workers import WorkerProcess
@@ -50,22 +51,7 @@ class Conversation:
         run = uuid.uuid4().hex[:8]
         self.broker = broker
         self.tmp_path = tmp_path
-        self.topics = {
-            name: f"t{run}.{name}"
-            for name in (
-                "inbound",
-                "turns",
-                "outbound",
-                "llm_calls",
-                "llm_results",
-                "guard_ticks",
-                "dlq",
-                "delivery",
-                "events",
-                "ping",
-                "pong",
-            )
-        }
+        self.topics = {name: f"t{run}.{name}" for name in topic_keys()}
         self.standin: ThreadedStandin = run_in_thread(StandinConfig())
         self.env = {
             "WABOT_BROKER_URL": broker.url,

@@ -32,7 +32,6 @@ import base64
 import contextlib
 import json
 import secrets
-import signal
 import socket
 import time
 import uuid
@@ -44,6 +43,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from aiohttp import web
 
+from pipeline.local_server import ThreadedServer, serve_until_stopped
 from pipeline.lookalike.world import (
     ACK_DEVICE,
     ACK_READ,
@@ -52,7 +52,6 @@ from pipeline.lookalike.world import (
     World,
     WorldError,
 )
-from pipeline.threaded import ThreadedServer
 
 __all__ = [
     "LOGOUT_REASONS",
@@ -917,20 +916,10 @@ def run_in_thread(
     return server
 
 
-async def _serve(host: str, port: int, config: LookalikeConfig) -> None:
-    server = Lookalike(config)
-    url = await server.start(host, port)
+def _announce(url: str) -> None:
     print(f"bot page (WhatsApp Web look-alike): {url}/", flush=True)
     print(f"phone (customers, groups, owner):   {url}/phone", flush=True)
     print(f"control state:                      {url}/control/state", flush=True)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
-        loop.add_signal_handler(signal.SIGTERM, done.set)
-    try:
-        await done.wait()
-    finally:
-        await server.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -952,5 +941,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         me=args.me, me_name=args.name, ack_delay_s=args.ack_delay, seed=not args.no_seed
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, config))
+        asyncio.run(serve_until_stopped(Lookalike(config), args.host, args.port, _announce))
     return 0

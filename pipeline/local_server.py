@@ -1,13 +1,15 @@
-"""Run one of the project's asyncio servers on its own thread, for synchronous callers.
+"""Running the project's local asyncio servers (the LLM stand-in, the WhatsApp look-alike).
 
-Used by the LLM stand-in and the WhatsApp look-alike: tests and benchmarks get a server
-that keeps answering while their own thread blocks. Every call into the server is
-marshalled onto its loop, so there is no shared-state race.
+``ThreadedServer`` puts one on its own thread, for synchronous callers: tests and
+benchmarks get a server that keeps answering while their own thread blocks, and every
+call into it is marshalled onto its loop, so there is no shared-state race.
+``serve_until_stopped`` runs one in the foreground for ``python -m ...``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future as ConcurrentFuture
@@ -89,3 +91,17 @@ class ThreadedServer(Generic[S]):
             self._thread.join(10.0)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+async def serve_until_stopped(
+    server: AsyncServer, host: str, port: int, announce: Callable[[str], None]
+) -> None:
+    """Start ``server``, hand its URL to ``announce``, serve until SIGTERM (or Ctrl-C)."""
+    url = await server.start(host, port)
+    announce(url)
+    done = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+    try:
+        await done.wait()
+    finally:
+        await server.stop()
