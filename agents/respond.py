@@ -23,6 +23,15 @@ chat, co-partitioned), and apply_reply, consuming it in stream context, updates 
 window and token tables and emits the outbound messages. The reply is therefore on
 Kafka before anything depends on it, and replaying ``llm.results`` rebuilds the state.
 
+Rebalances: Faust does not wait for this agent's chat tasks when partitions are revoked
+(``stream_wait_empty=False``), and a task that went on would answer from a window the
+new owner no longer updates: its reply could miss the previous exchange (a test caught
+it). So the start of a rebalance (:meth:`ChatScheduler.revoke_all`, called from the
+consumer's revoke callback, before anything is flushed or committed) abandons every turn
+held here, queued, waiting or in an LLM call: no result is produced and no ack given, and
+the partitions' next owner (maybe this worker again) replays them from the committed
+offset. Faust's eager rebalancing revokes every partition anyway.
+
 Offsets: the stream runs with manual acks. A turn is acked only when its LLMResult has
 been acknowledged by the broker, and Faust commits only up to the lowest offset not yet
 acked, so a crash replays every unfinished turn and skips none. A replayed turn gets
@@ -98,6 +107,17 @@ def split_reply(text: str, max_chars: int) -> list[str]:
     return parts
 
 
+class _Abandoned(Exception):
+    """The turn's partition was revoked while it was being answered."""
+
+
+@dataclass(frozen=True)
+class _Queued:
+    turn: Turn
+    done: Callable[[], Awaitable[Any]]
+    epoch: int
+
+
 class ChatScheduler:
     """Per-chat ordered queues, a global cap on LLM calls in flight, and backpressure."""
 
@@ -116,7 +136,8 @@ class ChatScheduler:
         self.llm = llm
         self.results = results
         self.progress = progress
-        self._queues: dict[str, deque[tuple[Turn, Callable[[], Awaitable[Any]]]]] = {}
+        self._queues: dict[str, deque[_Queued]] = {}
+        self._epoch = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self.queued = 0
@@ -124,30 +145,44 @@ class ChatScheduler:
     async def submit(self, turn: Turn, done: Callable[[], Awaitable[Any]]) -> None:
         """Queue ``turn`` behind its chat's earlier turns; never blocks (see module doc)."""
         self.queued += 1
-        self._queues.setdefault(turn.chat_id, deque()).append((turn, done))
+        queued = _Queued(turn, done, self._epoch)
+        self._queues.setdefault(turn.chat_id, deque()).append(queued)
         if turn.chat_id not in self._tasks:
             self._tasks[turn.chat_id] = asyncio.create_task(self._run_chat(turn.chat_id))
+
+    def revoke_all(self) -> None:
+        """A rebalance starts: every turn held here is replayed by its partition's next
+        owner from the committed offset, so none of them may produce a result now."""
+        self._epoch += 1
+
+    def _owned(self, queued: _Queued) -> bool:
+        return self._epoch == queued.epoch
 
     async def _run_chat(self, chat: str) -> None:
         queue = self._queues[chat]
         try:
             while queue:
-                turn, done = queue.popleft()
-                finished = await self._answer_with_retries(turn)
-                if finished:
-                    await done()
+                queued = queue.popleft()
+                if self._owned(queued):
+                    finished = await self._answer_with_retries(queued)
+                    if finished:
+                        await queued.done()
                 self.queued -= 1
         finally:
             del self._tasks[chat]
             if not queue:
                 self._queues.pop(chat, None)
 
-    async def _answer_with_retries(self, turn: Turn) -> bool:
+    async def _answer_with_retries(self, queued: _Queued) -> bool:
+        turn = queued.turn
         with traced(turn.trace_id):
             for attempt in range(1, 4):
                 try:
-                    await self._answer(turn)
+                    await self._answer(turn, lambda: self._owned(queued))
                     return True
+                except _Abandoned:
+                    log.info("turn %s abandoned for the rebalance; replayed after", turn.turn_id)
+                    return False
                 except Exception:
                     log.exception("turn %s failed (attempt %d)", turn.turn_id, attempt)
                     await asyncio.sleep(attempt)
@@ -155,10 +190,12 @@ class ChatScheduler:
             log.error("turn %s left unfinished; it is retried after a restart", turn.turn_id)
             return False
 
-    async def _answer(self, turn: Turn) -> None:
+    async def _answer(self, turn: Turn, owned: Callable[[], bool]) -> None:
         chat = turn.chat_id
         deadline = time.monotonic() + self.config.previous_turn_timeout_s
         while True:
+            if not owned():
+                raise _Abandoned
             window = self.windows.get(chat) or ConversationWindow()
             if window.is_applied(turn.turn_id):
                 return  # replay of a turn whose reply is already in the window
@@ -188,6 +225,8 @@ class ChatScheduler:
             total_tokens=completion.total_tokens,
             trace_id=turn.trace_id,
         )
+        if not owned():  # answered from a window this worker no longer owns
+            raise _Abandoned
         delivered = await self.results.send(key=chat.encode(), value=result)
         await delivered  # the broker has it: only now may the turn's offset be committed
 
