@@ -25,10 +25,15 @@ install: $(VENV)/.installed
 wajs:
 	cd pipeline/wajs && npm install --no-audit --no-fund
 
-## dev: start the embedded broker (Tansu) and a worker on it; Ctrl-C stops the worker.
+# What `make dev` adds to your settings: the gateway inside the worker, on the look-alike page.
+# `make dev DEV_ENV=` runs the worker alone; any WABOT_* variable or .env line still applies.
+DEV_ENV ?= WABOT_GATEWAY_IN_WORKER=true WABOT_GATEWAY_LOOKALIKE=true
+
+## dev: the embedded broker (Tansu), then one worker with the gateway on the WhatsApp look-alike
+## page (chat at http://127.0.0.1:8090/phone); Ctrl-C stops the worker.
 dev: $(VENV)/.installed
 	$(FAUST) -A pipeline broker start --kind embedded
-	$(FAUST) -A pipeline worker
+	env $(DEV_ENV) $(FAUST) -A pipeline worker
 
 ## stop: stop the brokers this project started.
 stop:

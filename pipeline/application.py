@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -19,6 +20,8 @@ import agents.ping
 import agents.respond
 import tables
 from agents.progress import ProgressBoard
+from pipeline.gateway.service import Gateway
+from pipeline.gateway.wiring import install_gateway
 from pipeline.llm import LLMClient
 from pipeline.llm_standin import LLMStandin
 from pipeline.logs import logging_config
@@ -42,6 +45,10 @@ class PipelineApp(faust.App):
     ready_after: float | None = None
     llm: LLMProxy
     standin: LLMStandin | None = None
+    uses_llm: bool = True
+    gateway: Gateway | None = None
+    #: Called synchronously when a rebalance starts, before Faust flushes and commits.
+    rebalance_hooks: list[Callable[[], None]]
 
     @property
     def is_ready(self) -> bool:
@@ -62,7 +69,8 @@ class PipelineApp(faust.App):
         await ensure_topics(
             self.settings.bootstrap_servers, self.topic_specs(), self.settings.broker_start_timeout
         )
-        await self._start_llm()
+        if self.uses_llm:
+            await self._start_llm()
 
     async def _start_llm(self) -> None:
         s = self.settings
@@ -118,6 +126,11 @@ class PipelineApp(faust.App):
     def _new_transport(self) -> Any:
         return TunedTransport(self.conf.broker_consumer, self)
 
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        for hook in self.rebalance_hooks:
+            hook()
+
     def on_rebalance_end(self) -> None:
         super().on_rebalance_end()
         if self.ready_after is None and self.rebalancing is False:
@@ -156,13 +169,35 @@ class LLMProxy:
 
 
 def create_app(settings: Settings) -> PipelineApp:
+    """The pipeline's app (``faust -A pipeline worker``): guard, respond and the rest."""
+    app = _new_app(settings, settings.app_id, settings.web_port, "worker")
+    app.llm = LLMProxy()
+    _wire_agents(app, settings)
+    if settings.gateway_in_worker:
+        app.gateway = install_gateway(app, settings)
+    _views(app)
+    return app
+
+
+def create_gateway_app(settings: Settings) -> PipelineApp:
+    """One account's gateway (``faust -A pipeline.gateway worker``): its own consumer group,
+    so it reads every partition of wa.outbound whichever pipeline workers run."""
+    name = f"{settings.app_id}-gateway-{settings.gateway_name}"
+    app = _new_app(settings, name, settings.gateway_web_port, f"gateway-{settings.gateway_name}")
+    app.uses_llm = False
+    app.gateway = install_gateway(app, settings)
+    _views(app)
+    return app
+
+
+def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> PipelineApp:
     # Faust creates only the last level of its datadir.
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = PipelineApp(
-        settings.app_id,
+        app_id,
         broker=settings.broker_url,
         store=settings.store,
-        datadir=str(settings.data_dir / "worker"),
+        datadir=str(settings.data_dir / datadir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
@@ -172,7 +207,8 @@ def create_app(settings: Settings) -> PipelineApp:
         consumer_auto_offset_reset="earliest",
         web_bind=settings.web_host,
         web_host=settings.web_host,
-        web_port=settings.web_port,
+        web_port=web_port,
+        broker_commit_interval=settings.commit_interval_s,
         logging_config=logging_config(settings.log_level, settings.log_format),
         Worker=PipelineWorker,
         # Turns are acked when their reply is on Kafka, which may wait for the previous
@@ -181,12 +217,9 @@ def create_app(settings: Settings) -> PipelineApp:
         stream_wait_empty=False,
     )
     app.settings = settings
+    app.rebalance_hooks = []
     app.topics_ = declare_topics(app, settings)
-    app.llm = LLMProxy()
-    _wire_agents(app, settings)
-
-    setup_prometheus_sensors(app, name_prefix=settings.app_id.replace("-", "_"))
-    _views(app)
+    setup_prometheus_sensors(app, name_prefix=app_id.replace("-", "_"))
     return app
 
 
@@ -194,7 +227,13 @@ def _views(app: PipelineApp) -> None:
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         ready = app.is_ready
-        body = {"ready": ready, "ready_after_s": app.ready_after, "app_id": app.conf.id}
+        body: dict[str, Any] = {
+            "ready": ready,
+            "ready_after_s": app.ready_after,
+            "app_id": app.conf.id,
+        }
+        if app.gateway is not None:
+            body["gateway"] = app.gateway.status()
         return web.json(body, status=200 if ready else 503)
 
 
@@ -261,6 +300,7 @@ def _wire_agents(app: PipelineApp, settings: Settings) -> None:
     agents.respond.register(
         app, source=raw_source(app, settings, settings.topic_turns), dlq=t.dlq, scheduler=scheduler
     )
+    app.rebalance_hooks.append(scheduler.revoke_all)
     agents.apply_reply.register(
         app,
         source=raw_source(app, settings, settings.topic_llm_results),

@@ -161,6 +161,67 @@ class Settings(BaseSettings):
         256, ge=1, description="Turns of different chats answered at once per worker"
     )
 
+    # --- the WhatsApp gateway ------------------------------------------------------
+    gateway_name: str = Field(
+        "main", description="Name of this account's gateway: consumer group, profile folder"
+    )
+    gateway_in_worker: bool = Field(
+        False, description="Run the gateway inside `faust -A pipeline worker` (single worker)"
+    )
+    gateway_url: str = Field(
+        "https://web.whatsapp.com/", description="The page the gateway opens (WhatsApp Web)"
+    )
+    gateway_lookalike: bool = Field(
+        False, description="Serve the built-in WhatsApp look-alike and open it (development)"
+    )
+    lookalike_port: int = Field(
+        8090, ge=0, le=65535, description="Port of the built-in look-alike (0: any free port)"
+    )
+    gateway_web_port: int = Field(
+        6067, ge=1, le=65535, description="Web port of `faust -A pipeline.gateway worker`"
+    )
+    gateway_profile_dir: Path | None = Field(
+        None, description="Chromium profile (keeps the login); default <data_dir>/gateway/<name>"
+    )
+    chromium_path: str = Field(
+        "/usr/bin/chromium", description="Chromium executable (empty: Playwright's own browser)"
+    )
+    gateway_headless: bool = Field(True, description="Run Chromium without a window")
+    gateway_page_timeout_s: float = Field(
+        60.0, gt=0, description="Seconds for WhatsApp Web to load and WA-JS to attach"
+    )
+    gateway_restart_backoff_s: float = Field(
+        1.0, gt=0, description="First wait before restarting a crashed browser, doubled each time"
+    )
+    gateway_restart_backoff_max_s: float = Field(
+        60.0, gt=0, description="Longest wait between browser restarts"
+    )
+    gateway_recycle_hours: float = Field(
+        24.0, ge=0, description="Restart the browser this often; Chromium grows over days (0: off)"
+    )
+    gateway_catchup_messages: int = Field(
+        50, ge=0, description="Unread messages fetched per chat after each (re)start"
+    )
+    send_typing_ms_per_char: float = Field(
+        30.0, ge=0, description="'typing...' shown before a send, per character of the text"
+    )
+    send_typing_max_s: float = Field(3.0, ge=0, description="Longest 'typing...' before a send")
+    send_min_gap_chat_s: float = Field(
+        1.0, ge=0, description="Shortest gap between two sends to one chat"
+    )
+    send_min_gap_account_s: float = Field(
+        0.3, ge=0, description="Shortest gap between two sends of the account"
+    )
+    send_retries: int = Field(
+        3, ge=0, description="Retries of a send WhatsApp refused before it is reported failed"
+    )
+    send_max_age_s: float = Field(
+        3600.0, gt=0, description="Replies older than this are reported failed, not sent"
+    )
+    commit_interval_s: float = Field(
+        2.8, gt=0, description="How often finished offsets are committed, seconds"
+    )
+
     # --- logging ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field(
@@ -178,10 +239,15 @@ class Settings(BaseSettings):
         90.0, gt=0, description="Seconds to wait for a started broker to answer metadata"
     )
 
-    @field_validator("data_dir", "kafka_home")
+    @field_validator("data_dir", "kafka_home", "gateway_profile_dir")
     @classmethod
-    def _expand_home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("gateway_profile_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("broker_url", "app_id", "store")
     @classmethod
@@ -210,6 +276,11 @@ class Settings(BaseSettings):
         if URL(value).scheme not in ("memory", "rocksdb", "aerospike"):
             raise ValueError(f"unknown table store {value!r}; use memory:// or rocksdb://")
         return value
+
+    @property
+    def profile_dir(self) -> Path:
+        """The gateway's Chromium profile folder (the WhatsApp login lives there)."""
+        return self.gateway_profile_dir or self.data_dir / "gateway" / self.gateway_name
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -257,6 +328,8 @@ def load_settings(**overrides: object) -> Settings:
 
 def _shown_default(name: str) -> str:
     default = Settings.model_fields[name].get_default(call_default_factory=True)
+    if default is None:
+        return ""
     if isinstance(default, Path) and Path.home() in default.parents:
         default = Path("~") / default.relative_to(Path.home())
     return str(default)

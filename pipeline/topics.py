@@ -15,6 +15,7 @@ from pipeline.settings import Settings
 from schemas import (
     DeadLetter,
     DeliveryReceipt,
+    GatewayEvent,
     LLMCall,
     LLMResult,
     OutboundMessage,
@@ -55,7 +56,7 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         ping=topic(settings.topic_ping, Ping),
         pong=topic(settings.topic_pong, Pong),
         inbound=topic(settings.topic_inbound, None),
-        events=topic(settings.topic_events, None),
+        events=topic(settings.topic_events, GatewayEvent),
         turns=topic(settings.topic_turns, Turn),
         outbound=topic(settings.topic_outbound, OutboundMessage),
         delivery=topic(settings.topic_delivery, DeliveryReceipt),

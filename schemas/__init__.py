@@ -12,6 +12,7 @@ from schemas.chat_ids import (
 from schemas.chat_state import ChatState
 from schemas.dead_letter import DeadLetter
 from schemas.delivery import DeliveryReceipt, DeliveryStatus
+from schemas.gateway_event import GatewayEvent, GatewayEventKind, GatewayState
 from schemas.inbound import InboundMessage, MediaInfo, MessageType
 from schemas.llm import LLMCall, LLMCallStatus
 from schemas.llm_result import LLMResult
@@ -27,6 +28,7 @@ ALL_MODELS: dict[str, type[Record]] = {
     "turn": Turn,
     "outbound_message": OutboundMessage,
     "delivery_receipt": DeliveryReceipt,
+    "gateway_event": GatewayEvent,
     "llm_call": LLMCall,
     "llm_result": LLMResult,
     "dead_letter": DeadLetter,
@@ -40,6 +42,9 @@ __all__ = [
     "DeadLetter",
     "DeliveryReceipt",
     "DeliveryStatus",
+    "GatewayEvent",
+    "GatewayEventKind",
+    "GatewayState",
     "InboundMessage",
     "InvalidChatIdError",
     "LLMCall",

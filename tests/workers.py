@@ -1,4 +1,4 @@
-"""Real worker processes for tests: ``faust -A pipeline worker`` in a subprocess."""
+"""Real worker processes for tests: `faust -A pipeline worker` or the gateway, in a subprocess."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ FAUST = str(Path(sys.executable).with_name("faust"))
 class WorkerProcess:
     """One worker with its own web port and log file; env overrides are WABOT_* vars."""
 
-    def __init__(self, env: dict[str, str], log: Path, cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, cwd: Path, app: str = "pipeline") -> None:
         self.port = free_port()
-        self.env = {**os.environ, **env, "WABOT_WEB_PORT": str(self.port)}
+        port = str(self.port)
+        self.env = {**os.environ, **env, "WABOT_WEB_PORT": port, "WABOT_GATEWAY_WEB_PORT": port}
+        self.app = app
         self.log = log
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -31,7 +33,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [FAUST, "-A", "pipeline", "worker"],
+                [FAUST, "-A", self.app, "worker"],
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -41,8 +43,12 @@ class WorkerProcess:
         return self
 
     def health(self) -> dict[str, object] | None:
+        return self.get_json("/health")
+
+    def get_json(self, path: str) -> dict[str, object] | None:
+        """GET a JSON view of the worker; None while it does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
                 return dict(json.loads(r.read()))
         except (urllib.error.URLError, OSError, ValueError):
             return None

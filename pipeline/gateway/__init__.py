@@ -1,0 +1,40 @@
+"""The WhatsApp Web gateway. ``faust -A pipeline.gateway worker`` runs one account's gateway.
+
+Like :mod:`pipeline`, the app is built on first access to ``pipeline.gateway.app``; a bad
+setting stops the process with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.application import PipelineApp
+
+_app: PipelineApp | None = None
+
+
+def get_app() -> PipelineApp:
+    """Build the gateway app from the environment once; exit with a clear line on bad config."""
+    global _app
+    if _app is None:
+        from pipeline.application import create_gateway_app
+        from pipeline.settings import ConfigError, load_settings
+
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            print(f"wabot gateway: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        _app = create_gateway_app(settings)
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module 'pipeline.gateway' has no attribute {name!r}")
+
+
+__all__ = ["app", "get_app"]

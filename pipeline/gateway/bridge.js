@@ -1,0 +1,143 @@
+/*
+ * The page side of the gateway: everything that knows WhatsApp Web's objects lives here and
+ * in page.py. Written against WA-JS (@wppconnect/wa-js) 4.6.0; pipeline/wajs pins the bundle.
+ *
+ * Installed as an init script on every page of the browser context, so it runs again after
+ * every reload. It waits for window.WPP (the look-alike defines it in <head>; on WhatsApp Web
+ * the gateway injects the WA-JS bundle), then forwards events to Python through the binding
+ * window.__wabotEvent(kind, data). WA-JS hands over live models (MsgKey, Wid, prototype
+ * getters): they become plain JSON here, because Playwright copies only own data properties.
+ */
+(() => {
+  if (window.__wabot) return;
+  const emit = (kind, data) => {
+    try {
+      const sent = window.__wabotEvent(kind, data === undefined ? null : data);
+      if (sent && sent.catch) sent.catch(() => null);
+    } catch (e) {
+      /* the binding is gone while the page closes */
+    }
+  };
+  const wid = (w) => {
+    if (w == null) return null;
+    if (typeof w === 'string') return w;
+    return w._serialized || String(w);
+  };
+  const read = (fn) => {
+    try {
+      return fn();
+    } catch (e) {
+      return undefined;
+    }
+  };
+  const plain = (m) => {
+    const key = m.id || {};
+    const mentioned = read(() => m.mentionedJidList) || [];
+    return {
+      id: key.id,
+      serialized: key._serialized || null,
+      fromMe: key.fromMe === true,
+      chat: wid(key.remote) || wid(read(() => m.chat && m.chat.id)),
+      from: wid(m.from),
+      to: wid(m.to),
+      author: wid(m.author) || wid(key.participant),
+      body: typeof m.body === 'string' ? m.body : '',
+      caption: typeof m.caption === 'string' ? m.caption : null,
+      type: m.type || 'unknown',
+      t: m.t,
+      isNewMsg: m.isNewMsg !== false,
+      mentioned: Array.from(mentioned).map(wid).filter(Boolean),
+      quotedId: m.quotedStanzaID || read(() => m.quotedMsgId && m.quotedMsgId.id) || null,
+      isMedia: read(() => m.isMedia) === true,
+      mimetype: m.mimetype || null,
+      size: typeof m.size === 'number' ? m.size : null,
+      filename: m.filename || null,
+      duration: m.duration ? Number(m.duration) : null,
+    };
+  };
+
+  let attached = false;
+  const attach = () => {
+    const W = window.WPP;
+    if (attached || !W || typeof W.on !== 'function') return false;
+    attached = true;
+    W.on('chat.new_message', (m) => emit('message', plain(m)));
+    W.on('chat.msg_ack_change', (e) =>
+      emit('ack', { ack: e.ack, chat: wid(e.chat), ids: (e.ids || []).map((k) => k.id) }),
+    );
+    W.on('conn.auth_code_change', (code) => emit('qr', code ? code.fullCode : null));
+    W.on('conn.authenticated', () => emit('authenticated'));
+    W.on('conn.main_ready', () => emit('main_ready'));
+    W.on('conn.logout_reason', (reason) => emit('logout_reason', reason == null ? null : String(reason)));
+    W.on('conn.logout', () => emit('logout'));
+    W.on('conn.stream_mode_changed', (mode) => emit('stream_mode', String(mode)));
+    emit('attached', { wajs: read(() => W.version) || null });
+    return true;
+  };
+  const wait = () => {
+    if (!attach()) setTimeout(wait, 50);
+  };
+  wait();
+
+  const chatId = (c) => wid(c.id);
+
+  window.__wabot = {
+    /** Where the session stands; polled by the gateway as a safety net for missed events. */
+    state() {
+      const W = window.WPP;
+      const conn = W && W.conn;
+      const flag = (fn) => read(fn) === true;
+      return {
+        attached,
+        wajs: read(() => W.version) || null,
+        authenticated: flag(() => conn.isAuthenticated()),
+        mainReady: flag(() => conn.isMainReady()),
+        me: wid(read(() => conn.getMyUserId())),
+        streamMode: read(() => String(W.whatsapp.Stream.mode)) || null,
+      };
+    },
+    async authCode() {
+      const code = await window.WPP.conn.getAuthCode();
+      return code ? code.fullCode : null;
+    },
+    /** Sends with our own message id, so a resend after a crash can be recognised. */
+    async send(chat, text, messageId, delayMs) {
+      const result = await window.WPP.chat.sendTextMessage(chat, text, {
+        messageId: `true_${chat}_${messageId}`,
+        delay: delayMs,
+        createChat: true,
+        waitForAck: true,
+        markIsRead: false, // the gateway marks a chat read only after Kafka has its messages
+      });
+      const id = typeof result.id === 'string' ? result.id : wid(result.id);
+      const outcome = read(() => result.sendMsgResult.messageSendResult) || null;
+      return { id, ack: result.ack, result: outcome };
+    },
+    /** True when one of the chat's last ``count`` messages has the id ``messageId``. */
+    async hasMessage(chat, messageId, count) {
+      let messages;
+      try {
+        messages = await window.WPP.chat.getMessages(chat, { count });
+      } catch (e) {
+        return false; // no such chat yet: nothing was sent to it
+      }
+      return messages.some((m) => m.id && m.id.id === messageId);
+    },
+    /** Unread messages of every chat, oldest first: what arrived while nobody listened. */
+    async unread(perChat) {
+      const chats = await window.WPP.chat.list({ onlyWithUnreadMessage: true });
+      const found = [];
+      for (const c of chats) {
+        const count = Math.min(perChat, Math.max(Number(c.unreadCount) || 0, 1));
+        const messages = await window.WPP.chat.getMessages(chatId(c), { count });
+        for (const m of messages) if (!(m.id && m.id.fromMe)) found.push(plain(m));
+      }
+      found.sort((a, b) => (a.t || 0) - (b.t || 0));
+      return found;
+    },
+    async markRead(chat) {
+      await window.WPP.chat.markIsRead(chat);
+      return true;
+    },
+  };
+})();

@@ -1,0 +1,209 @@
+"""The browser and the WhatsApp Web page, driven through WA-JS's public API (no DOM scraping).
+
+Version note: written against ``@wppconnect/wa-js`` 4.6.0 (pinned in ``pipeline/wajs``) and the
+WhatsApp Web builds it supports. This module and ``bridge.js`` are the only places that know
+WhatsApp Web's objects; ``faust -A pipeline gateway-doctor`` checks a live WhatsApp Web for the
+functions used here. Verified against the project's look-alike page only (no network here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page, Playwright
+from playwright.async_api import Error as PlaywrightError
+
+from pipeline.wajs import ensure_bundle
+
+log = logging.getLogger(__name__)
+
+BRIDGE_JS = (Path(__file__).resolve().parent / "bridge.js").read_text()
+
+#: Chromium flags for servers: no sandbox (containers), no GPU, nothing phoning home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+#: A desktop Chrome user agent: WhatsApp Web refuses browsers it does not know.
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+EventHandler = Callable[[str, Any], None]
+
+
+class PageGoneError(Exception):
+    """The page or the browser went away during a call; retry once the gateway is ready."""
+
+
+class WhatsAppRefusedError(Exception):
+    """WA-JS raised (a bad chat id, a send WhatsApp refused); the message is WA-JS's."""
+
+
+async def launch_browser(
+    playwright: Playwright, profile_dir: Path, *, executable: str, headless: bool
+) -> BrowserContext:
+    """Chromium with a persistent profile, so the WhatsApp login survives restarts."""
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    await stop_stale_browsers(profile_dir)
+    return await playwright.chromium.launch_persistent_context(
+        user_data_dir=str(profile_dir),
+        executable_path=executable or None,
+        headless=headless,
+        args=CHROMIUM_ARGS,
+        user_agent=USER_AGENT,
+        viewport={"width": 1280, "height": 860},
+    )
+
+
+def browsers_on(profile_dir: Path) -> list[int]:
+    """PIDs of main Chromium processes using ``profile_dir`` (renderers carry ``--type=``)."""
+    flag = f"--user-data-dir={profile_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if flag in args and not any(a.startswith(b"--type=") for a in args):
+            pids.append(int(entry.name))
+    return pids
+
+
+async def stop_stale_browsers(profile_dir: Path, timeout_s: float = 10.0) -> None:
+    """End a browser a killed gateway left on this profile: Chromium allows one per profile.
+
+    The profile belongs to this gateway, so any browser on it was started by a previous run
+    of the gateway (whose process died before its browser did).
+    """
+    stale = browsers_on(profile_dir)
+    for pid in stale:
+        log.warning("gateway: ending browser pid %d left on %s by an earlier run", pid, profile_dir)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while stale and browsers_on(profile_dir) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+
+
+class WhatsAppPage:
+    """One open WhatsApp Web page with the bridge installed."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+
+    @classmethod
+    async def open(
+        cls, context: BrowserContext, url: str, on_event: EventHandler, timeout_s: float
+    ) -> WhatsAppPage:
+        """Install the bridge on ``context``, open ``url`` and make sure WPP is there."""
+
+        def binding(_source: Any, kind: str, data: Any = None) -> None:
+            on_event(kind, data)  # synchronous: keeps the page's event order
+
+        await context.expose_binding("__wabotEvent", binding)
+        await context.add_init_script(BRIDGE_JS)
+        page = context.pages[0] if context.pages else await context.new_page()
+        self = cls(page)
+        # WA-JS must be injected again after every reload of WhatsApp Web.
+        page.on("domcontentloaded", lambda _: asyncio.ensure_future(self._inject_quietly()))
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
+        await self.inject_wajs()
+        return self
+
+    async def inject_wajs(self) -> None:
+        """Add the pinned WA-JS bundle unless the page already has ``window.WPP``."""
+        if await self.page.evaluate("typeof window.WPP !== 'undefined'"):
+            return
+        bundle = await asyncio.to_thread(ensure_bundle)
+        await self.page.add_script_tag(path=str(bundle))
+        log.info("WA-JS injected from %s", bundle)
+
+    async def _inject_quietly(self) -> None:
+        with contextlib.suppress(PlaywrightError):
+            await self.inject_wajs()
+
+    async def call(self, expression: str, *args: Any) -> Any:
+        """Evaluate ``expression`` (a function of ``args``) in the page, mapping errors."""
+        if self.page.is_closed():
+            raise PageGoneError("the page is closed")
+        try:
+            return await self.page.evaluate(expression, list(args))
+        except PlaywrightError as exc:
+            if self.page.is_closed() or _is_gone(exc):
+                raise PageGoneError(str(exc).splitlines()[0]) from exc
+            raise WhatsAppRefusedError(str(exc).splitlines()[0]) from exc
+
+    async def state(self) -> dict[str, Any]:
+        result = await self.call("() => window.__wabot ? window.__wabot.state() : null")
+        return dict(result) if isinstance(result, dict) else {"attached": False}
+
+    async def auth_code(self) -> str | None:
+        code = await self.call("() => window.__wabot.authCode()")
+        return str(code) if code else None
+
+    async def send(self, chat: str, text: str, message_id: str, typing_ms: int) -> dict[str, Any]:
+        result = await self.call(
+            "([chat, text, id, delay]) => window.__wabot.send(chat, text, id, delay)",
+            chat,
+            text,
+            message_id,
+            typing_ms,
+        )
+        return dict(result)
+
+    async def has_message(self, chat: str, message_id: str, count: int = 50) -> bool:
+        return bool(
+            await self.call(
+                "([chat, id, count]) => window.__wabot.hasMessage(chat, id, count)",
+                chat,
+                message_id,
+                count,
+            )
+        )
+
+    async def unread(self, per_chat: int) -> list[dict[str, Any]]:
+        if per_chat <= 0:
+            return []
+        found = await self.call("([n]) => window.__wabot.unread(n)", per_chat)
+        return [dict(m) for m in found or []]
+
+    async def mark_read(self, chat: str) -> None:
+        await self.call("([chat]) => window.__wabot.markRead(chat)", chat)
+
+    async def screenshot(self) -> bytes:
+        """What the page shows now (PNG), for operators chasing a login or a stuck page."""
+        try:
+            return await self.page.screenshot()
+        except PlaywrightError as exc:
+            raise PageGoneError(str(exc).splitlines()[0]) from exc
+
+
+def _is_gone(exc: PlaywrightError) -> bool:
+    text = str(exc)
+    return any(
+        marker in text
+        for marker in (
+            "Target page, context or browser has been closed",
+            "Target closed",
+            "Execution context was destroyed",
+            "Browser has been closed",
+            "Page crashed",
+            "browser has disconnected",
+        )
+    )

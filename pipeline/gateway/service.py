@@ -1,0 +1,516 @@
+"""The gateway: one WhatsApp account's browser, bridged to Kafka, restarted when it fails.
+
+Inbound: the page's events arrive through a Playwright binding in page order and go into one
+queue; a single pump produces them to ``wa.inbound`` and waits for the broker's ack before it
+marks the chat read. A crash before the ack leaves the message unread, and the catch-up after
+every (re)start fetches unread messages (dedupe in the guard absorbs the overlap).
+
+Outbound: :meth:`Gateway.send` is called by the deliver agent (``agents/deliver.py``). It waits
+while the page is not ready (the record stays uncommitted), sends under our own derived
+message id, and before every send looks for that id among the chat's last messages, so a
+crash between a send and its record never sends the reply twice.
+
+State: starting -> qr -> authenticated -> ready, and disconnected / logged_out / conflict,
+each reported to ``wa.events``. A page crash, a browser crash or a conflict restarts the
+browser with exponential backoff; a logout goes back to the QR screen in the same page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from playwright.async_api import BrowserContext, Playwright, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from pipeline.gateway.messages import inbound_from_page, message_id_for
+from pipeline.gateway.page import (
+    PageGoneError,
+    WhatsAppPage,
+    WhatsAppRefusedError,
+    launch_browser,
+)
+from pipeline.gateway.qr import png_qr, terminal_qr
+from pipeline.settings import Settings
+from pipeline.topics import Topics
+from schemas import DeadLetter, DeliveryReceipt, GatewayEvent, GatewayState, OutboundMessage
+
+log = logging.getLogger(__name__)
+
+#: How often the page's state is polled, as a safety net for events the bridge missed.
+POLL_S = 1.0
+#: A session that stayed up this long resets the restart backoff.
+STABLE_S = 60.0
+#: Sent message ids remembered, to tell the bot's own messages from the owner's.
+REMEMBER_SENT = 10_000
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: Literal["sent", "duplicate_skipped", "failed"]
+    wa_message_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class _Sent:
+    outbound_id: str
+    chat_id: str
+    account_id: str
+    trace_id: str
+    ack: int = 0
+
+
+class Gateway:
+    """One account's WhatsApp Web session. Start :meth:`run` as an app task."""
+
+    def __init__(self, settings: Settings, topics: Topics) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.name = settings.gateway_name
+        self.state: GatewayState = "starting"
+        self.account_id: str | None = None
+        self.qr_code: str | None = None
+        self.restarts = 0
+        self.ready = asyncio.Event()
+        self.url = settings.gateway_url
+        self.lookalike: Any = None
+        self._page: WhatsAppPage | None = None
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._sent: OrderedDict[str, _Sent] = OrderedDict()
+        self._last_send_chat: dict[str, float] = {}
+        self._last_send = 0.0
+        self._ended: asyncio.Event = asyncio.Event()
+        self._end_reason = ""
+        self._send_lock = asyncio.Lock()
+        self._logout_reason: str | None = None
+
+    # --- the session loop ------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep a browser session up until cancelled (the worker stopping)."""
+        backoff = self.settings.gateway_restart_backoff_s
+        chromium = self.settings.chromium_path
+        if chromium and not Path(chromium).is_file():
+            log.error(
+                "gateway: no Chromium at %s: install it (Debian/Ubuntu: apt-get install "
+                "chromium) or set WABOT_CHROMIUM_PATH; the gateway is not started",
+                chromium,
+            )
+            return
+        try:
+            if self.settings.gateway_lookalike:
+                try:
+                    await self._start_lookalike()
+                except OSError as exc:
+                    log.error(
+                        "gateway: cannot serve the look-alike on port %d (%s); set "
+                        "WABOT_LOOKALIKE_PORT to a free port; the gateway is not started",
+                        self.settings.lookalike_port,
+                        exc.strerror or exc,
+                    )
+                    return
+            async with async_playwright() as playwright:
+                while True:
+                    started = time.monotonic()
+                    reason = await self._session(playwright)
+                    if time.monotonic() - started > STABLE_S:
+                        backoff = self.settings.gateway_restart_backoff_s
+                    self.restarts += 1
+                    log.warning("gateway: %s; restarting the browser in %.1fs", reason, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.settings.gateway_restart_backoff_max_s)
+        finally:
+            if self.lookalike is not None:
+                await self.lookalike.stop()
+
+    async def _start_lookalike(self) -> None:
+        from pipeline.lookalike import Lookalike
+
+        lookalike = Lookalike()
+        base = await lookalike.start("127.0.0.1", self.settings.lookalike_port)
+        self.lookalike = lookalike
+        self.url = base + "/"
+        log.warning(
+            "WhatsApp look-alike at %s: open %s/phone to write to the bot as a customer "
+            "(press 'Scan QR' there to link the bot first)",
+            base,
+            base,
+        )
+
+    async def _session(self, playwright: Playwright) -> str:
+        """One browser from launch to its end; returns why it ended."""
+        self._ended = asyncio.Event()
+        self._end_reason = "the browser closed"
+        self._queue = asyncio.Queue()
+        await self._set_state("starting")
+        context: BrowserContext | None = None
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            context = await launch_browser(
+                playwright,
+                self.settings.profile_dir,
+                executable=self.settings.chromium_path,
+                headless=self.settings.gateway_headless,
+            )
+            context.on("close", lambda _: self._end("the browser closed"))
+            page = await WhatsAppPage.open(
+                context, self.url, self._on_page_event, self.settings.gateway_page_timeout_s
+            )
+            page.page.on("crash", lambda _: self._end("the page crashed"))
+            page.page.on("close", lambda _: self._end("the page closed"))
+            self._page = page
+            tasks = [
+                asyncio.create_task(self._pump(page), name="gateway-pump"),
+                asyncio.create_task(self._poll(page), name="gateway-poll"),
+            ]
+            recycle_s = self.settings.gateway_recycle_hours * 3600 or None
+            try:
+                await asyncio.wait_for(self._ended.wait(), recycle_s)
+            except TimeoutError:
+                # Chromium's memory grows over days of WhatsApp Web; a fresh browser costs
+                # a reload and a catch-up, and outbound records wait meanwhile.
+                self._end("the scheduled browser restart (WABOT_GATEWAY_RECYCLE_HOURS)")
+            return self._end_reason
+        except (PlaywrightError, PageGoneError, OSError) as exc:
+            return f"the browser failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        finally:
+            self._page = None
+            self.ready.clear()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.state not in ("logged_out", "conflict"):
+                await self._set_state("disconnected", self._end_reason)
+            if context is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(context.close(), 15)
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.is_set():
+            self._end_reason = reason
+            self._ended.set()
+
+    def _on_page_event(self, kind: str, data: Any) -> None:
+        self._queue.put_nowait((kind, data))
+
+    async def _poll(self, page: WhatsAppPage) -> None:
+        """Feed the page's state into the pump now and then; end the session if it hangs."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                state = await asyncio.wait_for(page.state(), 30)
+            except (PageGoneError, TimeoutError) as exc:
+                if page.page.is_closed():
+                    self._end("the page closed")
+                    return
+                log.debug("gateway: state poll failed: %s", exc)
+                continue
+            except WhatsAppRefusedError as exc:
+                log.debug("gateway: state poll failed: %s", exc)
+                continue
+            self._queue.put_nowait(("poll", state))
+
+    # --- page events, in order -----------------------------------------------------
+
+    async def _pump(self, page: WhatsAppPage) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            read: list[str] = []
+            for kind, data in batch:
+                try:
+                    if kind == "message":
+                        chat = await self._inbound(data)
+                        if chat is not None and chat not in read:
+                            read.append(chat)
+                    else:
+                        await self._page_event(page, kind, data)
+                except (PageGoneError, WhatsAppRefusedError) as exc:
+                    log.warning("gateway: handling %s failed: %s", kind, exc)
+            # Only now is every message of the batch on Kafka: mark the chats read.
+            for chat in read:
+                with contextlib.suppress(PageGoneError, WhatsAppRefusedError):
+                    await page.mark_read(chat)
+
+    async def _page_event(self, page: WhatsAppPage, kind: str, data: Any) -> None:
+        if kind == "qr":
+            if data and self.state != "ready":
+                await self._show_qr(str(data))
+        elif kind == "authenticated":
+            if self.state not in ("authenticated", "ready"):
+                await self._set_state("authenticated")
+        elif kind in ("main_ready", "attached"):
+            await self._check(page, await page.state())
+        elif kind == "poll":
+            await self._check(page, data)
+        elif kind == "logout_reason":
+            self._logout_reason = str(data) if data else None
+        elif kind == "logout":
+            self.ready.clear()
+            await self._set_state("logged_out", self._logout_reason)
+        elif kind == "stream_mode" and data == "CONFLICT":
+            await self._conflict()
+        elif kind == "ack":
+            await self._acks(data)
+
+    async def _check(self, page: WhatsAppPage, state: dict[str, Any]) -> None:
+        """Bring our state in line with the page's (events can be missed around reloads)."""
+        if not state.get("attached"):
+            return
+        if state.get("streamMode") == "CONFLICT":
+            if self.state != "conflict":
+                await self._conflict()
+            return
+        if state.get("authenticated") and state.get("mainReady"):
+            if self.state != "ready" and state.get("me"):
+                await self._become_ready(page, str(state["me"]))
+            return
+        if self.state == "ready":
+            self.ready.clear()
+            await self._set_state("disconnected", "WhatsApp Web is no longer logged in")
+        if not state.get("authenticated"):
+            code = await page.auth_code()  # also catches a rotated code whose event was missed
+            if code and code != self.qr_code:
+                await self._show_qr(code)
+
+    async def _become_ready(self, page: WhatsAppPage, me: str) -> None:
+        from schemas import canonical_chat_id
+
+        self.account_id = canonical_chat_id(me)
+        self.qr_code = None
+        if self.state != "authenticated":
+            await self._set_state("authenticated")
+        caught = await page.unread(self.settings.gateway_catchup_messages)
+        chats: list[str] = []
+        for raw in caught:
+            chat = await self._inbound(raw)
+            if chat is not None and chat not in chats:
+                chats.append(chat)
+        for chat in chats:
+            await page.mark_read(chat)
+        if caught:
+            log.info("gateway: caught up %d unread messages in %d chats", len(caught), len(chats))
+        await self._set_state("ready")
+        self.ready.set()
+
+    async def _conflict(self) -> None:
+        self.ready.clear()
+        await self._set_state("conflict", "WhatsApp Web was opened elsewhere")
+        self._end("WhatsApp Web was opened elsewhere (conflict)")
+
+    async def _show_qr(self, code: str) -> None:
+        if code == self.qr_code and self.state == "qr":
+            return
+        self.qr_code = code
+        await self._set_state("qr", qr=code)
+        port = self.settings.web_port
+        print(
+            f"\nScan this code with WhatsApp on the phone (Linked devices), or open "
+            f"http://127.0.0.1:{port}/gateway/qr.png\n{terminal_qr(code)}",
+            file=sys.stdout,
+            flush=True,
+        )
+
+    # --- to Kafka ----------------------------------------------------------------
+
+    async def _inbound(self, raw: Any) -> str | None:
+        """Produce one page message and wait for the broker; returns its chat for mark-read."""
+        account = self.account_id
+        if account is None and self._page is not None:
+            account = (await self._page.state()).get("me")
+        if not isinstance(raw, dict) or not account:
+            await self._dead_letter(raw, "a message arrived before the account id was known")
+            return None
+        sent = self._sent.get(str(raw.get("id")))
+        try:
+            record = inbound_from_page(
+                raw,
+                account_id=str(account),
+                sent_by_bot=sent is not None,
+                trace_id=sent.trace_id if sent is not None else None,
+            )
+        except ValueError as exc:
+            await self._dead_letter(raw, f"invalid message from WhatsApp Web: {exc}")
+            return None
+        key = record.chat_id.encode()
+        value = record.model_dump_json().encode()
+        await (await self.topics.inbound.send(key=key, value=value))
+        return None if record.from_me else record.chat_id
+
+    async def _dead_letter(self, raw: Any, reason: str) -> None:
+        log.warning("gateway: dead letter: %s", reason)
+        letter = DeadLetter(
+            source_topic="whatsapp-web",
+            partition=-1,
+            offset=-1,
+            raw=json.dumps(raw, default=str).encode(),
+            reason=reason[:2000],
+            error_type="ValueError",
+            agent="gateway",
+        )
+        await (await self.topics.dlq.send(key=self.name.encode(), value=letter))
+
+    async def _set_state(
+        self, state: GatewayState, reason: str | None = None, qr: str | None = None
+    ) -> None:
+        previous, self.state = self.state, state
+        if previous != state or qr:
+            log.info("gateway %s: %s%s", self.name, state, f" ({reason})" if reason else "")
+        event = GatewayEvent(
+            gateway=self.name,
+            account_id=self.account_id,
+            kind="state",
+            state=state,
+            reason=reason,
+            qr=qr,
+        )
+        await self._event(event)
+
+    async def _event(self, event: GatewayEvent) -> None:
+        key = (event.account_id or self.name).encode()
+        try:
+            await (await self.topics.events.send(key=key, value=event))
+        except Exception:  # a state report must never take the gateway down
+            log.exception("gateway: could not write %s to %s", event.kind, "wa.events")
+
+    async def _acks(self, data: Any) -> None:
+        if not isinstance(data, dict) or not data.get("ids") or data.get("ack") is None:
+            return
+        ack = int(data["ack"])
+        ids = [str(i) for i in data["ids"]]
+        with contextlib.suppress(ValueError):
+            await self._event(
+                GatewayEvent(
+                    gateway=self.name,
+                    account_id=self.account_id,
+                    kind="ack",
+                    ack=max(-1, min(ack, 4)),
+                    chat_id=data.get("chat"),
+                    message_ids=ids,
+                )
+            )
+        for wa_id in ids:
+            sent = self._sent.get(wa_id)
+            if sent is None or ack <= sent.ack:
+                continue
+            sent.ack = ack
+            status: Literal["delivered", "read"] | None = (
+                "read" if ack >= 3 else "delivered" if ack == 2 else None
+            )
+            if status is None:
+                continue
+            receipt = DeliveryReceipt(
+                outbound_id=sent.outbound_id,
+                chat_id=sent.chat_id,
+                account_id=sent.account_id,
+                status=status,
+                wa_message_id=wa_id,
+                trace_id=sent.trace_id,
+            )
+            await (await self.topics.delivery.send(key=sent.chat_id.encode(), value=receipt))
+
+    # --- sending (called by the deliver agent) ------------------------------------
+
+    async def account(self) -> str:
+        """Our account id, once the page is ready (waits until then)."""
+        while True:
+            await self.ready.wait()
+            if self.account_id is not None:
+                return self.account_id
+
+    async def send(self, message: OutboundMessage) -> SendOutcome:
+        """Send ``message`` once: waits for a ready page, never sends a duplicate."""
+        attempts = 0
+        chat = message.chat_id
+        async with self._send_lock:
+            while True:
+                account = await self.account()
+                page = self._page
+                if page is None:
+                    await asyncio.sleep(0.1)
+                    continue
+                wa_id = message_id_for(account, message.outbound_id)
+                try:
+                    if await page.has_message(chat, wa_id):
+                        return SendOutcome("duplicate_skipped", wa_id, "already in the chat")
+                    await self._pace(chat)
+                    self._remember(wa_id, message, account)
+                    await page.send(chat, message.text, wa_id, self._typing_ms(message.text))
+                    now = time.monotonic()
+                    self._last_send_chat[chat] = self._last_send = now
+                    return SendOutcome("sent", wa_id)
+                except PageGoneError as exc:
+                    log.warning("gateway: page gone while sending %s: %s", message.outbound_id, exc)
+                    await self._wait_not_ready(page)
+                except WhatsAppRefusedError as exc:
+                    attempts += 1
+                    if attempts > self.settings.send_retries:
+                        return SendOutcome("failed", None, str(exc)[:500] or "send refused")
+                    log.warning(
+                        "gateway: send of %s refused (%s); retry %d",
+                        message.outbound_id,
+                        exc,
+                        attempts,
+                    )
+                    await asyncio.sleep(min(2**attempts, 30))
+
+    async def _wait_not_ready(self, page: WhatsAppPage) -> None:
+        """After a failed call, wait until this page is replaced or confirmed alive."""
+        deadline = time.monotonic() + 10
+        while self._page is page and not page.page.is_closed() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+    def _remember(self, wa_id: str, message: OutboundMessage, account: str) -> None:
+        self._sent[wa_id] = _Sent(message.outbound_id, message.chat_id, account, message.trace_id)
+        while len(self._sent) > REMEMBER_SENT:
+            self._sent.popitem(last=False)
+
+    def _typing_ms(self, text: str) -> int:
+        s = self.settings
+        return int(min(len(text) * s.send_typing_ms_per_char / 1000, s.send_typing_max_s) * 1000)
+
+    async def _pace(self, chat: str) -> None:
+        """Keep the configured gaps per chat and per account: bursts of sends look like spam."""
+        s = self.settings
+        now = time.monotonic()
+        due = max(
+            self._last_send + s.send_min_gap_account_s,
+            self._last_send_chat.get(chat, 0.0) + s.send_min_gap_chat_s,
+        )
+        if due > now:
+            await asyncio.sleep(due - now)
+
+    # --- for the web views -------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "gateway": self.name,
+            "state": self.state,
+            "account_id": self.account_id,
+            "url": self.url,
+            "restarts": self.restarts,
+            "qr_available": self.qr_code is not None,
+        }
+
+    def qr_png(self) -> bytes | None:
+        return png_qr(self.qr_code) if self.qr_code else None
+
+    async def screenshot(self) -> bytes | None:
+        if self._page is None:
+            return None
+        try:
+            return await self._page.screenshot()
+        except PageGoneError:
+            return None

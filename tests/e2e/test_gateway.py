@@ -1,0 +1,341 @@
+"""The gateway end to end: look-alike page in real Chromium, Apache Kafka, pipeline worker.
+
+One stack for the module: the look-alike server (this process), a pipeline worker and a gateway
+process (``faust -A pipeline.gateway worker``), each real. The gateway never commits offsets here
+(``WABOT_COMMIT_INTERVAL_S`` of an hour), so every gateway restart replays every reply it has
+handled; that no reply ever shows up twice on the page is the sent table and the chat check at
+work. Tests run in file order: the QR login comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright
+
+from pipeline.gateway.messages import message_id_for
+from pipeline.gateway.page import CHROMIUM_ARGS, browsers_on
+from pipeline.lookalike import LookalikeConfig
+from pipeline.lookalike.server import ThreadedLookalike, run_in_thread
+from tests.conftest import REPO, Broker
+from tests.conversation import Conversation
+from tests.workers import WorkerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+ME = "10000@c.us"
+ALICE = "4915111111111@c.us"
+BOB = "4915222222222@c.us"
+GROUP = "120363000000000001@g.us"
+OUTPUT = REPO / "test-output"
+CHROMIUM = "/usr/bin/chromium"
+
+
+class Stack:
+    """The running pieces, and ways to look at them."""
+
+    def __init__(self, conv: Conversation, lookalike: ThreadedLookalike, tmp: Path) -> None:
+        self.conv = conv
+        self.lookalike = lookalike
+        self.profile = tmp / "profile"
+        self.gateway_env = {
+            **conv.env,
+            "WABOT_GATEWAY_NAME": "e2e",
+            "WABOT_GATEWAY_URL": lookalike.base_url + "/",
+            "WABOT_GATEWAY_PROFILE_DIR": str(self.profile),
+            "WABOT_SEND_TYPING_MS_PER_CHAR": "15",
+            "WABOT_SEND_TYPING_MAX_S": "0.6",
+            "WABOT_SEND_MIN_GAP_CHAT_S": "0.2",
+            "WABOT_SEND_MIN_GAP_ACCOUNT_S": "0.1",
+            "WABOT_GATEWAY_RESTART_BACKOFF_S": "0.5",
+            "WABOT_GATEWAY_RESTART_BACKOFF_MAX_S": "2",
+            "WABOT_COMMIT_INTERVAL_S": "3600",
+        }
+        self.tmp = tmp
+        self.gateways: list[WorkerProcess] = []
+
+    @property
+    def gateway(self) -> WorkerProcess:
+        return self.gateways[-1]
+
+    def start_gateway(self) -> WorkerProcess:
+        n = len(self.gateways) + 1
+        log = self.tmp / f"gateway{n}.log"
+        gateway = WorkerProcess(self.gateway_env, log, cwd=REPO, app="pipeline.gateway").start()
+        self.gateways.append(gateway)
+        gateway.wait_ready()
+        return gateway
+
+    def status(self) -> dict[str, Any]:
+        return self.gateway.get_json("/gateway/status") or {}
+
+    async def wait_state(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.get("state") == state:
+                return status
+            await asyncio.sleep(0.2)
+        raise AssertionError(
+            f"gateway not {state} after {timeout}s: {status}\n{self.gateway.tail()}"
+        )
+
+    def post(self, route: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A call to the look-alike's control API (a customer writes, the phone scans...)."""
+        request = urllib.request.Request(
+            f"{self.lookalike.base_url}/control/{route}",
+            data=json.dumps(body or {}).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    def messages(self, chat: str) -> list[dict[str, Any]]:
+        state = self.lookalike.state()
+        return [m for m in state["messages"] if m["chat"] == chat]
+
+    def bot_messages(self, chat: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages(chat) if m["origin"] == "bot"]
+
+    async def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}\n{self.gateway.tail()}")
+
+    async def events(self, until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
+        return await self.conv.collect("events", until, timeout=60)
+
+    async def receipts(
+        self, until: Callable[[list[dict[str, Any]]], bool], settle: float = 0.0
+    ) -> list[dict[str, Any]]:
+        return await self.conv.collect("delivery", until, timeout=60, settle=settle)
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("gateway")
+    lookalike = run_in_thread(LookalikeConfig(me=ME))
+    conv = Conversation(kafka_broker, tmp)
+    built = Stack(conv, lookalike, tmp)
+    try:
+        conv.start_worker()
+        built.start_gateway()
+        yield built
+    finally:
+        for gateway in built.gateways:
+            if gateway.proc is not None and gateway.proc.poll() is None:
+                gateway.stop()
+        conv.close()
+        lookalike.stop()
+        for pid in browsers_on(built.profile):  # only browsers on this test's profile
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def phone_chat(chromium: Browser, stack: Stack, chat: str) -> Page:
+    page = await chromium.new_page(viewport={"width": 1100, "height": 700})
+    await page.goto(f"{stack.lookalike.base_url}/phone")
+    await page.get_by_test_id("phone-customer").select_option(chat)
+    return page
+
+
+async def screenshot(page: Page, name: str) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    await page.screenshot(path=str(OUTPUT / name))
+
+
+def save_bot_page(stack: Stack, name: str) -> None:
+    """The gateway's own page, through its screenshot view."""
+    url = f"http://127.0.0.1:{stack.gateway.port}/gateway/screenshot.png"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        OUTPUT.mkdir(exist_ok=True)
+        (OUTPUT / name).write_bytes(response.read())
+
+
+def states(events: list[dict[str, Any]]) -> list[str]:
+    return [e["state"] for e in events if e["kind"] == "state"]
+
+
+async def test_qr_flow_reaches_ready(stack: Stack) -> None:
+    status = await stack.wait_state("qr")
+    assert status["qr_available"] is True
+    code = stack.lookalike.state()["auth_code"]["fullCode"]
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{stack.gateway.port}/gateway/qr.png", timeout=10
+    ) as response:
+        assert response.headers["content-type"] == "image/png"
+        assert response.read().startswith(b"\x89PNG\r\n\x1a\n")
+    events = await stack.events(lambda es: "qr" in states(es))
+    qr_event = next(e for e in events if e.get("state") == "qr")
+    assert qr_event["qr"] == code  # the string the phone must scan
+    assert qr_event["account_id"] is None and qr_event["gateway"] == "e2e"
+    assert "█" in Path(stack.gateway.log).read_text()  # the terminal QR
+    save_bot_page(stack, "gateway-qr.png")
+
+    stack.post("scan")
+    status = await stack.wait_state("ready")
+    assert status["account_id"] == ME
+    events = await stack.events(lambda es: "ready" in states(es))
+    seen = states(events)
+    assert seen[0] == "starting"
+    assert seen.index("qr") < seen.index("authenticated") < seen.index("ready")
+    assert events[-1]["account_id"] == ME
+
+
+async def test_customer_types_and_the_reply_appears(stack: Stack, chromium: Browser) -> None:
+    phone = await phone_chat(chromium, stack, ALICE)
+    await phone.get_by_test_id("phone-body").fill("Hi! Are you open on Sunday?")
+    await phone.get_by_test_id("phone-send").click()
+    reply = phone.locator("[data-testid=phone-msg][data-origin=bot]")
+    await reply.first.wait_for(timeout=60_000)
+    text = await reply.first.get_by_test_id("phone-msg-body").text_content()
+    assert text is not None and "Are you open on Sunday?" in text  # the stand-in echoes
+    # Delivered ticks follow the acks (1 sent, 2 delivered after the look-alike's delay).
+    await phone.locator("[data-testid=phone-msg][data-origin=bot][data-ack='2']").wait_for()
+    await phone.get_by_test_id("phone-body").fill("Great, see you then.")
+    await phone.get_by_test_id("phone-send").click()
+    await stack.wait_for("the second reply", lambda: len(stack.bot_messages(ALICE)) == 2)
+    await phone.locator("[data-testid=phone-msg][data-origin=bot]").nth(1).wait_for()
+    await screenshot(phone, "gateway-conversation.png")
+    save_bot_page(stack, "gateway-bot-page.png")
+
+    incoming = [m for m in stack.messages(ALICE) if m["origin"] == "customer"]
+    assert all(m["read_by_page"] for m in incoming)  # marked read once on Kafka
+    bot = stack.bot_messages(ALICE)
+    receipts = await stack.receipts(
+        lambda rs: sum(r["chat_id"] == ALICE and r["status"] == "delivered" for r in rs) >= 2
+    )
+    sent = [r for r in receipts if r["chat_id"] == ALICE and r["status"] == "sent"]
+    assert [r["wa_message_id"] for r in sent] == [m["id"] for m in bot]
+    for r in sent:
+        assert r["wa_message_id"] == message_id_for(ME, r["outbound_id"])
+    delivered = {r["wa_message_id"] for r in receipts if r["status"] == "delivered"}
+    assert {m["id"] for m in bot} <= delivered
+    await phone.close()
+
+
+async def test_owner_typing_pauses_the_bot(stack: Stack) -> None:
+    stack.post("message", {"chat": BOB, "body": "Hello, do you repair bikes?"})
+    await stack.wait_for("the reply to Bob", lambda: len(stack.bot_messages(BOB)) == 1)
+    stack.post("owner", {"chat": BOB, "body": "Hi Bob, the owner here. I'll take it from here."})
+    await asyncio.sleep(2)  # the owner's message reaches the guard first
+    stack.post("message", {"chat": BOB, "body": "Great, what does a new chain cost?"})
+    # A control chat proves the pipeline keeps answering meanwhile.
+    stack.post("message", {"chat": ALICE, "body": "One more question about Sunday"})
+    await stack.wait_for("the control reply", lambda: len(stack.bot_messages(ALICE)) == 3)
+    await asyncio.sleep(3)
+    assert len(stack.bot_messages(BOB)) == 1, stack.messages(BOB)
+
+
+async def test_group_message_without_mention_gets_no_reply(stack: Stack) -> None:
+    before = len(stack.bot_messages(GROUP))
+    stack.post("message", {"chat": GROUP, "author": ALICE, "body": "Who brings the cake?"})
+    await asyncio.sleep(1)
+    stack.post("message", {"chat": GROUP, "author": BOB, "body": "!bot what time is it?"})
+    await stack.wait_for("the group reply", lambda: len(stack.bot_messages(GROUP)) == before + 1)
+    await asyncio.sleep(3)
+    replies = stack.bot_messages(GROUP)[before:]
+    assert len(replies) == 1
+    assert "what time is it?" in replies[0]["body"]
+    assert "cake" not in replies[0]["body"]
+
+
+async def test_browser_killed_mid_conversation_delivers_each_reply_once(stack: Stack) -> None:
+    chats = [f"49160000000{i:02d}@c.us" for i in range(6)]
+    for chat in chats:
+        stack.post("contact", {"id": chat})
+    restarts = stack.status()["restarts"]
+    for chat in chats:
+        stack.post("message", {"chat": chat, "body": f"Order status for {chat[:13]}?"})
+    await stack.wait_for(
+        "the first reply", lambda: any(stack.bot_messages(c) for c in chats), timeout=60
+    )
+    pids = browsers_on(stack.profile)
+    assert pids, "the gateway's Chromium was not found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    await stack.wait_for(
+        "every reply after the restart",
+        lambda: all(stack.bot_messages(c) for c in chats),
+        timeout=90,
+    )
+    await asyncio.sleep(3)  # room for a duplicate to show up
+    for chat in chats:
+        assert len(stack.bot_messages(chat)) == 1, (chat, stack.messages(chat))
+    status = await stack.wait_state("ready")
+    assert status["restarts"] > restarts
+    events = await stack.events(lambda es: "disconnected" in states(es))
+    assert "disconnected" in states(events)
+
+
+async def test_gateway_killed_between_send_and_commit_sends_once_and_catches_up(
+    stack: Stack,
+) -> None:
+    chat = "4916000000099@c.us"
+    stack.post("contact", {"id": chat})
+    stack.post("message", {"chat": chat, "body": "Can I change my booking?"})
+    await stack.wait_for("the reply", lambda: len(stack.bot_messages(chat)) == 1)
+    wa_id = stack.bot_messages(chat)[0]["id"]
+    stack.gateway.stop(signal.SIGKILL)  # nothing committed: every reply comes back
+    # Written while no gateway runs: no live event ever comes for it, only the catch-up.
+    offline = "4916000000098@c.us"
+    stack.post("contact", {"id": offline})
+    stack.post("message", {"chat": offline, "body": "Anyone there while you were away?"})
+
+    stack.start_gateway()
+    await stack.wait_state("ready")
+    await stack.wait_for("the caught-up reply", lambda: len(stack.bot_messages(offline)) == 1)
+    assert "while you were away" in stack.bot_messages(offline)[0]["body"]
+    receipts = await stack.receipts(
+        lambda rs: any(
+            r["wa_message_id"] == wa_id and r["status"] == "duplicate_skipped" for r in rs
+        ),
+        settle=3,
+    )
+    # "sent" is missing when the kill came before the receipt was written.
+    statuses = [r["status"] for r in receipts if r["wa_message_id"] == wa_id]
+    assert statuses.count("sent") <= 1 and "duplicate_skipped" in statuses, statuses
+    assert len(stack.bot_messages(chat)) == 1
+    for earlier in (ALICE, BOB):  # replayed too, and still on the page once
+        ids = [m["id"] for m in stack.bot_messages(earlier)]
+        assert len(ids) == len(set(ids))
+
+
+async def test_conflict_and_logout_recover(stack: Stack) -> None:
+    stack.post("conflict")
+    await stack.events(lambda es: "conflict" in states(es))
+    await stack.wait_state("ready")
+
+    stack.post("logout", {"reason": "user_initiated"})
+    await stack.wait_state("qr")
+    stack.post("scan")
+    await stack.wait_state("ready")
+    stack.post("message", {"chat": ALICE, "body": "Still there after the logout?"})
+    await stack.wait_for(
+        "a reply after the new login",
+        lambda: any("after the logout" in m["body"] for m in stack.bot_messages(ALICE)),
+    )
+    seen = states(await stack.events(lambda es: "logged_out" in states(es)))
+    assert seen.index("conflict") < seen.index("logged_out")
