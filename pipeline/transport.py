@@ -7,10 +7,19 @@ pass. So a record produced to such a partition (llm.results right after a reply,
 can wait 1.5 s before it is fetched: with an instant LLM each turn of a chat took ~1.6 s
 per hop. A short wait (``WABOT_CONSUMER_FETCH_MAX_WAIT_MS``) costs a few idle fetches a
 second and removes that stall.
+
+It also makes a partition without a committed offset start from the beginning every
+time. Faust starts fetching before it seeks the stream partitions to their committed
+offsets, drops what was fetched in between, and aiokafka's ``seek_to_committed`` leaves a
+partition with no committed offset (or offset 0) where the fetcher got to: records
+fetched in that window were skipped. It bit the gateway restarting before its first
+commit (replayed replies missing from the redelivery); any new consumer group over a
+topic that already holds records is exposed the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -22,6 +31,19 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         consumer._fetch_max_wait_ms = getattr(self.app, "settings").consumer_fetch_max_wait_ms  # noqa: B009
         return consumer
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        committed: Mapping[Any, int] = await super().seek_to_committed()
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return committed
+        changelogs = self.app.tables.changelog_topics
+        unset = [
+            tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
+        ]
+        if unset:
+            consumer = self._ensure_consumer()
+            await self.call_thread(consumer.seek_to_beginning, *unset)
+        return committed
 
 
 class TunedConsumer(faust_aiokafka.Consumer):
