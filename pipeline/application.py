@@ -100,7 +100,7 @@ class PipelineApp(faust.App):
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        if self.llm.client is not None:
+        if self.uses_llm and self.llm.client is not None:
             await self.llm.client.close()
         if self.standin is not None:
             await self.standin.stop()

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,8 @@ async def test_gateway_killed_between_send_and_commit_sends_once_and_catches_up(
     await stack.wait_for("the reply", lambda: len(stack.bot_messages(chat)) == 1)
     wa_id = stack.bot_messages(chat)[0]["id"]
     stack.gateway.stop(signal.SIGKILL)  # nothing committed: every reply comes back
+    before = await stack.receipts(lambda rs: True)
+    handled = {r["outbound_id"] for r in before if r["status"] in ("sent", "duplicate_skipped")}
     # Written while no gateway runs: no live event ever comes for it, only the catch-up.
     offline = "4916000000098@c.us"
     stack.post("contact", {"id": offline})
@@ -308,12 +311,18 @@ async def test_gateway_killed_between_send_and_commit_sends_once_and_catches_up(
     await stack.wait_state("ready")
     await stack.wait_for("the caught-up reply", lambda: len(stack.bot_messages(offline)) == 1)
     assert "while you were away" in stack.bot_messages(offline)[0]["body"]
-    receipts = await stack.receipts(
-        lambda rs: any(
-            r["wa_message_id"] == wa_id and r["status"] == "duplicate_skipped" for r in rs
-        ),
-        settle=3,
-    )
+
+    def count(receipts: list[dict[str, Any]], status: str) -> Counter[str]:
+        return Counter(r["outbound_id"] for r in receipts if r["status"] == status)
+
+    def replayed(receipts: list[dict[str, Any]]) -> set[str]:
+        more = count(receipts, "duplicate_skipped") - count(before, "duplicate_skipped")
+        return set(more)
+
+    # Every reply the first gateway handled is redelivered and recognised, none sent again.
+    receipts = await stack.receipts(lambda rs: handled <= replayed(rs), settle=3)
+    assert handled <= replayed(receipts), sorted(handled - replayed(receipts))
+    assert not (count(receipts, "sent") - count(before, "sent")) & Counter(handled)
     # "sent" is missing when the kill came before the receipt was written.
     statuses = [r["status"] for r in receipts if r["wa_message_id"] == wa_id]
     assert statuses.count("sent") <= 1 and "duplicate_skipped" in statuses, statuses
