@@ -13,8 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.application import PipelineApp
+    from pipeline.settings import Settings
 
 _app: PipelineApp | None = None
+
+
+def settings_or_exit(prog: str = "wabot") -> Settings:
+    """Settings from the environment, or exit 2 with one line naming the bad variable."""
+    from pipeline.settings import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def get_app() -> PipelineApp:
@@ -23,13 +35,8 @@ def get_app() -> PipelineApp:
     if _app is None:
         from pipeline.application import create_app
         from pipeline.commands import register_commands
-        from pipeline.settings import ConfigError, load_settings
 
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            print(f"wabot: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+        settings = settings_or_exit()
         _app = create_app(settings)
         register_commands(_app, settings)
     return _app
@@ -41,4 +48,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
 
 
-__all__ = ["app", "get_app"]
+__all__ = ["app", "get_app", "settings_or_exit"]

@@ -6,7 +6,6 @@ setting stops the process with one line naming the variable.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,15 +18,10 @@ def get_app() -> PipelineApp:
     """Build the gateway app from the environment once; exit with a clear line on bad config."""
     global _app
     if _app is None:
+        from pipeline import settings_or_exit
         from pipeline.application import create_gateway_app
-        from pipeline.settings import ConfigError, load_settings
 
-        try:
-            settings = load_settings()
-        except ConfigError as exc:
-            print(f"wabot gateway: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
-        _app = create_gateway_app(settings)
+        _app = create_gateway_app(settings_or_exit("wabot gateway"))
     return _app
 
 
