@@ -43,9 +43,9 @@ class PipelineApp(faust.App):
     settings: Settings
     topics_: Topics
     ready_after: float | None = None
-    llm: LLMProxy
+    #: None in the gateway's app, which calls no LLM.
+    llm: LLMProxy | None = None
     standin: LLMStandin | None = None
-    uses_llm: bool = True
     gateway: Gateway | None = None
     #: Called synchronously when a rebalance starts, before Faust flushes and commits.
     rebalance_hooks: list[Callable[[], None]]
@@ -69,10 +69,10 @@ class PipelineApp(faust.App):
         await ensure_topics(
             self.settings.bootstrap_servers, self.topic_specs(), self.settings.broker_start_timeout
         )
-        if self.uses_llm:
-            await self._start_llm()
+        if self.llm is not None:
+            await self._start_llm(self.llm)
 
-    async def _start_llm(self) -> None:
+    async def _start_llm(self, llm: LLMProxy) -> None:
         s = self.settings
         urls = [s.llm_base_url, *s.llm_fallback_base_urls] if s.llm_base_url else []
         if not urls:
@@ -84,7 +84,7 @@ class PipelineApp(faust.App):
                 "WABOT_LLM_MODEL and WABOT_LLM_API_KEY for a real model",
                 urls[0],
             )
-        self.llm.client = LLMClient(
+        llm.client = LLMClient(
             urls,
             api_key=s.llm_api_key,
             model=s.llm_model,
@@ -100,7 +100,7 @@ class PipelineApp(faust.App):
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        if self.uses_llm and self.llm.client is not None:
+        if self.llm is not None and self.llm.client is not None:
             await self.llm.client.close()
         if self.standin is not None:
             await self.standin.stop()
@@ -172,7 +172,7 @@ def create_app(settings: Settings) -> PipelineApp:
     """The pipeline's app (``faust -A pipeline worker``): guard, respond and the rest."""
     app = _new_app(settings, settings.app_id, settings.web_port, "worker")
     app.llm = LLMProxy()
-    _wire_agents(app, settings)
+    _wire_agents(app, settings, app.llm)
     if settings.gateway_in_worker:
         app.gateway = install_gateway(app, settings)
     _views(app)
@@ -184,7 +184,6 @@ def create_gateway_app(settings: Settings) -> PipelineApp:
     so it reads every partition of wa.outbound whichever pipeline workers run."""
     name = f"{settings.app_id}-gateway-{settings.gateway_name}"
     app = _new_app(settings, name, settings.gateway_web_port, f"gateway-{settings.gateway_name}")
-    app.uses_llm = False
     app.gateway = install_gateway(app, settings)
     _views(app)
     return app
@@ -237,7 +236,7 @@ def _views(app: PipelineApp) -> None:
         return web.json(body, status=200 if ready else 503)
 
 
-def _wire_agents(app: PipelineApp, settings: Settings) -> None:
+def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
     t = app.topics_
     n = settings.topic_partitions
     ping_counts = tables.ping_counts(app, n)
@@ -293,7 +292,7 @@ def _wire_agents(app: PipelineApp, settings: Settings) -> None:
         ),
         windows=windows,
         chats=chats,
-        llm=app.llm,
+        llm=llm,
         results=t.llm_results,
         progress=progress,
     )

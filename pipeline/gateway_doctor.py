@@ -20,18 +20,11 @@ from typing import Any
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
-from pipeline.wajs import WajsError, ensure_bundle
+from pipeline.gateway.page import CHROMIUM_ARGS, WhatsAppPage
+from pipeline.wajs import WajsError
 
 DEFAULT_URL = "https://web.whatsapp.com/"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 GATEWAY_FUNCTIONS: tuple[str, ...] = (
     "WPP.on",
@@ -204,17 +197,15 @@ async def _check_page(
         return report
 
     try:
-        present = bool(await page.evaluate("typeof window.WPP !== 'undefined'"))
-        if present:
+        try:
+            bundle = await WhatsAppPage(page).inject_wajs()  # exactly as the gateway does
+        except WajsError as exc:
+            report.add(f"error: {exc}")
+            report.exit_code = FAILED
+            return report
+        if bundle is None:
             report.add(f"page: {url} (window.WPP already present; nothing injected)")
         else:
-            try:
-                bundle = ensure_bundle()
-            except WajsError as exc:
-                report.add(f"error: {exc}")
-                report.exit_code = FAILED
-                return report
-            await page.add_script_tag(path=bundle)
             report.add(f"page: {url} (WA-JS injected from {bundle})")
             if not await page.evaluate("typeof window.WPP !== 'undefined'"):
                 report.add("error: WA-JS was injected but window.WPP did not appear")

@@ -20,7 +20,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 
-from pipeline.wajs import ensure_bundle
+from pipeline.wajs import WajsError, ensure_bundle
 
 log = logging.getLogger(__name__)
 
@@ -126,16 +126,21 @@ class WhatsAppPage:
         await self.inject_wajs()
         return self
 
-    async def inject_wajs(self) -> None:
-        """Add the pinned WA-JS bundle unless the page already has ``window.WPP``."""
+    async def inject_wajs(self) -> Path | None:
+        """Add the pinned WA-JS bundle unless the page already has ``window.WPP``.
+
+        Returns the bundle injected, or None when WPP was there (the look-alike). Raises
+        :class:`~pipeline.wajs.WajsError` when the bundle is missing and npm cannot fetch it.
+        """
         if await self.page.evaluate("typeof window.WPP !== 'undefined'"):
-            return
+            return None
         bundle = await asyncio.to_thread(ensure_bundle)
         await self.page.add_script_tag(path=str(bundle))
         log.info("WA-JS injected from %s", bundle)
+        return bundle
 
     async def _inject_quietly(self) -> None:
-        with contextlib.suppress(PlaywrightError):
+        with contextlib.suppress(PlaywrightError, WajsError):
             await self.inject_wajs()
 
     async def call(self, expression: str, *args: Any) -> Any:

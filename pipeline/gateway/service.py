@@ -41,7 +41,14 @@ from pipeline.gateway.page import (
 from pipeline.gateway.qr import png_qr, terminal_qr
 from pipeline.settings import Settings
 from pipeline.topics import Topics
-from schemas import DeadLetter, DeliveryReceipt, GatewayEvent, GatewayState, OutboundMessage
+from schemas import (
+    DeadLetter,
+    DeliveryReceipt,
+    GatewayEvent,
+    GatewayState,
+    OutboundMessage,
+    canonical_chat_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -286,8 +293,6 @@ class Gateway:
                 await self._show_qr(code)
 
     async def _become_ready(self, page: WhatsAppPage, me: str) -> None:
-        from schemas import canonical_chat_id
-
         self.account_id = canonical_chat_id(me)
         self.qr_code = None
         if self.state != "authenticated":

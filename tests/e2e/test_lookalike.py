@@ -26,6 +26,7 @@ from playwright.async_api import (
     async_playwright,
 )
 
+from pipeline.gateway.page import CHROMIUM_ARGS
 from pipeline.lookalike import Lookalike, LookalikeConfig
 
 # One event loop for the module, so one Chromium serves every test.
@@ -39,14 +40,6 @@ CAROL = "4917333333333@c.us"
 
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 VIEWPORT: ViewportSize = {"width": 1200, "height": 720}
 """Wide enough for the chat list and the conversation side by side."""
