@@ -154,6 +154,7 @@ class ChatScheduler:
         """A rebalance starts: every turn held here is replayed by its partition's next
         owner from the committed offset, so none of them may produce a result now."""
         self._epoch += 1
+        self.progress.wake_all()
 
     def _owned(self, queued: _Queued) -> bool:
         return self._epoch == queued.epoch
@@ -210,7 +211,7 @@ class ChatScheduler:
                     self.config.previous_turn_timeout_s,
                 )
                 break
-            await self.progress.wait_change(chat, min(remaining, 1.0))
+            await self.progress.wait_change(chat, remaining)
         messages = self.prompt(turn, window)
         async with self._in_flight:
             completion = await self.llm.complete(

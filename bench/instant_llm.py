@@ -9,6 +9,10 @@
 (c) Ceiling: a raw aiokafka loop in this process (consume a topic of pre-produced records,
     produce each to another topic) on the same broker: what Kafka and one Python event loop
     manage with no Faust, no tables and no LLM.
+(d) LLM client floor: the pipeline's own LLM client (``pipeline.llm.LLMClient``: the openai
+    AsyncOpenAI client over aiohttp, plus the LLMCall record it builds) calling the stand-in
+    ``--client-calls`` times, 64 at a time, with a prompt of 20 window messages: CPU per call
+    in this process, i.e. the most calls a second one process can make with nothing else to do.
 
     .venv/bin/python -m bench.instant_llm --chats 1000 --turns 20000 --rate 200 --seconds 30
 """
@@ -48,6 +52,7 @@ from bench.common import (
     say,
     topic_size,
 )
+from pipeline.llm import LLMClient
 
 PLACEHOLDER = "@@T0@@"
 LATENCY_CHATS = 10_000_000  # chat ids of (b) start here, apart from those of (a)
@@ -214,6 +219,54 @@ async def ceiling(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def client_floor(base_url: str, calls: int) -> dict[str, Any]:
+    client = LLMClient(
+        [base_url],
+        api_key="",
+        model="bench",
+        timeout_s=30,
+        max_tokens=200,
+        temperature=0.7,
+        retries=0,
+        backoff_s=0.1,
+        backoff_max_s=1,
+        fallback_reply="fallback",
+    )
+    window = [
+        {"role": "user" if n % 2 == 0 else "assistant", "content": f"message {n} of the window"}
+        for n in range(20)
+    ]
+    messages = [{"role": "system", "content": "You are a helpful assistant."}, *window]
+    gate = asyncio.Semaphore(64)
+    statuses: list[str] = []
+
+    async def one(n: int) -> None:
+        async with gate:
+            completion = await client.complete(
+                messages, turn_id=f"t{n}", chat_id=chat_id(n), trace_id=f"c{n}"
+            )
+            statuses.append(completion.status)
+
+    say(f"(d) {calls} calls of the pipeline's LLM client to the stand-in, 64 at a time")
+    try:
+        await asyncio.gather(*(one(n) for n in range(min(calls, 100))))  # warm the pool
+        statuses.clear()
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(n) for n in range(calls)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        await client.close()
+    ms = cpu * 1000 / calls
+    return {
+        "calls": calls,
+        "ok": statuses.count("ok"),
+        "cpu_ms_per_call": round(ms, 2),
+        "max_calls_per_s_per_process": round(1000 / ms) if ms > 0 else None,
+        "calls_per_s": round(calls / wall, 1),
+        "complete": statuses.count("ok") == calls,
+    }
+
+
 async def pipeline_phases(
     bench: Bench, args: argparse.Namespace, pids: dict[str, int]
 ) -> dict[str, Any]:
@@ -243,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         "--ceiling-records", type=int, default=None, help="(c): default --turns; 0 skips it"
     )
     parser.add_argument(
+        "--client-calls", type=int, default=2000, help="(d): LLM client calls; 0 skips it"
+    )
+    parser.add_argument(
         "--max-in-flight", type=int, default=256, help="WABOT_RESPOND_MAX_IN_FLIGHT"
     )
     add_common_args(parser)
@@ -262,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         results["worker_log"] = log_problems(worker.log)
         bench.stop_worker(worker)  # the raw loop gets the machine to itself
         results["ceiling"] = asyncio.run(ceiling(bench, args)) if args.ceiling_records else {}
+        results["client_floor"] = (
+            asyncio.run(client_floor(base_url, args.client_calls)) if args.client_calls else {}
+        )
 
     a, b, c = results["throughput"], results["latency"], results["ceiling"]
+    d = results["client_floor"]
     lines = [f"instant LLM (stand-in latency 0), one worker, {args.partitions} partitions"]
     if a:
         lines += [
@@ -297,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(c) ceiling, raw aiokafka consume->produce in one process: "
             f"{c['records_per_s']} records/s ({c['records']} records of ~{c['record_bytes']} B)"
         )
+    if d:
+        lines.append(
+            f"(d) LLM client floor: {d['cpu_ms_per_call']} ms CPU per call "
+            f"({d['ok']}/{d['calls']} ok), so at most {d['max_calls_per_s_per_process']} "
+            "LLM calls/s in one process doing nothing else"
+        )
     lines += [
         f"  worker RSS at the end: {results['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
         f" (peak {results['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
@@ -313,12 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         "turns_per_s": a.get("per_s_from_produce"),
         "latency_ms": {k: b.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")},
         "ceiling_records_per_s": c.get("records_per_s"),
+        "llm_client_cpu_ms_per_call": d.get("cpu_ms_per_call"),
         **results,
         "topic_prefix": f"b{bench.run}.",
         "machine": machine(),
     }
     emit("bench/instant_llm.py", lines, figures)
-    complete = all(part.get("complete", True) for part in (a, b, c))
+    complete = all(part.get("complete", True) for part in (a, b, c, d))
     return 0 if complete else 1
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 
 import agents.apply_reply
 import agents.guard
@@ -25,6 +24,7 @@ from pipeline.gateway.wiring import install_gateway
 from pipeline.llm import LLMClient
 from pipeline.llm_standin import LLMStandin
 from pipeline.logs import logging_config
+from pipeline.metrics import setup_metrics
 from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
@@ -208,6 +208,7 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
         web_host=settings.web_host,
         web_port=web_port,
         broker_commit_interval=settings.commit_interval_s,
+        producer_linger=settings.producer_linger_ms / 1000,
         logging_config=logging_config(settings.log_level, settings.log_format),
         Worker=PipelineWorker,
         # Turns are acked when their reply is on Kafka, which may wait for the previous
@@ -218,7 +219,7 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
     app.settings = settings
     app.rebalance_hooks = []
     app.topics_ = declare_topics(app, settings)
-    setup_prometheus_sensors(app, name_prefix=app_id.replace("-", "_"))
+    setup_metrics(app, name_prefix=app_id.replace("-", "_"))
     return app
 
 

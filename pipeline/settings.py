@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         25, ge=1, le=1500, description="Longest a fetch waits for new records, ms"
     )
+    producer_linger_ms: int = Field(
+        0, ge=0, le=1000, description="How long the producer waits to fill a batch, ms"
+    )
     web_host: str = Field("127.0.0.1", description="Host the worker's web server binds")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the worker's web server")
 

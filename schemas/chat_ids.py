@@ -11,6 +11,7 @@ the gateway learns from WhatsApp (WA-JS ``WPP.contact.getPnLidEntry``); without 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -59,6 +60,19 @@ def canonical_chat_id(raw: str, lid_map: Mapping[str, str] | None = None) -> str
     an ``@lid`` id found there becomes ``<digits>@c.us``. Raises :class:`InvalidChatIdError`
     (a ``ValueError``) for anything that is not a chat id.
     """
+    if lid_map is None and isinstance(raw, str):
+        return _canonical_remembered(raw)
+    return _canonical(raw, lid_map)
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical_remembered(raw: str) -> str:
+    # Every record's validators canonicalize a few ids, mostly the same ones again: the
+    # answer for a string never changes (errors are raised, not remembered).
+    return _canonical(raw, None)
+
+
+def _canonical(raw: str, lid_map: Mapping[str, str] | None) -> str:
     if not isinstance(raw, str):
         raise InvalidChatIdError(raw, f"expected a string, got {type(raw).__name__}")
     text = raw.strip()
