@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from agents.context import traced
 from agents.dead_letters import dead_letter
 from schemas import DeliveryReceipt, OutboundMessage
+from tables import remember_sent
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,14 @@ def register(
                     reason=outcome.reason if outcome.status == "failed" else None,
                 )
                 if outcome.wa_message_id is not None:
-                    sent[message.outbound_id] = outcome.wa_message_id
+                    remember_sent(
+                        sent,
+                        outbound_id=message.outbound_id,
+                        wa_message_id=outcome.wa_message_id,
+                        chat_id=message.chat_id,
+                        account_id=account,
+                        trace_id=message.trace_id,
+                    )
                 log.info(
                     "outbound %s to %s: %s", message.outbound_id, message.chat_id, outcome.status
                 )

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -143,14 +146,44 @@ class PipelineApp(faust.App):
 
 
 class PipelineWorker(faust.Worker):
-    """faust.Worker whose log level comes from WABOT_LOG_LEVEL, not only from ``-l``.
+    """faust.Worker whose log level comes from WABOT_LOG_LEVEL, not only from ``-l``,
+    and whose stop always ends.
 
     Faust's terminal spinner raises the log handler to WARN when ``-l`` is not given,
     which would hide the "worker ready" line; our log lines are the progress report.
+
+    Stopping flushes the producer and commits offsets; with the broker gone, Faust and
+    aiokafka wait for it forever and Ctrl-C seemed to do nothing. A watchdog thread (it
+    runs even when the event loop is stuck) ends the process ``shutdown_timeout_s`` after
+    the first signal, and a second Ctrl-C ends it at once. Ending early is safe by design:
+    anything not committed is replayed on restart and the sink skips what it already sent.
     """
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if self._signal_stop_time:
+            _end_now(f"second {signal.name}: stopping without waiting for a clean shutdown")
+        settings: Settings = self.app.settings  # type: ignore[attr-defined]
+        watchdog = threading.Timer(
+            settings.shutdown_timeout_s,
+            _end_now,
+            args=(
+                f"the worker did not stop within {settings.shutdown_timeout_s:g}s "
+                f"(is the broker at {', '.join(settings.bootstrap_servers)} reachable?); exiting "
+                "without a clean shutdown: unfinished records are replayed on restart",
+            ),
+        )
+        watchdog.daemon = True
+        watchdog.start()
+        super()._schedule_shutdown(signal)
+
+
+def _end_now(reason: str) -> None:
+    log.error("%s", reason)
+    logging.shutdown()
+    os._exit(1)
 
 
 class LLMProxy:

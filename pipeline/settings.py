@@ -221,6 +221,9 @@ class Settings(BaseSettings):
     send_max_age_s: float = Field(
         3600.0, gt=0, description="Replies older than this are reported failed, not sent"
     )
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="Stop waits this long for a clean shutdown, then exits, s"
+    )
     commit_interval_s: float = Field(
         2.8, gt=0, description="How often finished offsets are committed, seconds"
     )

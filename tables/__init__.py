@@ -4,7 +4,7 @@ from tables.chat_state import chat_state_table
 from tables.guard_state import GuardState, PendingBurst, guard_state_table
 from tables.ping_counts import ping_counts
 from tables.rate_counters import Counter, rate_counters_table
-from tables.sent_messages import sent_messages_table
+from tables.sent_messages import remember_sent, sent_as, sent_messages_table
 from tables.token_usage import token_usage_table, usage_key, used_on
 from tables.values import TypedTable
 from tables.windows import ConversationWindow, WindowEntry, estimate_tokens, windows_table
@@ -21,6 +21,8 @@ __all__ = [
     "guard_state_table",
     "ping_counts",
     "rate_counters_table",
+    "remember_sent",
+    "sent_as",
     "sent_messages_table",
     "token_usage_table",
     "usage_key",

@@ -49,6 +49,7 @@ from schemas import (
     OutboundMessage,
     canonical_chat_id,
 )
+from tables import sent_as
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class Gateway:
         self._page: WhatsAppPage | None = None
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._sent: OrderedDict[str, _Sent] = OrderedDict()
+        #: The sink's sent_messages table (set by the wiring): what earlier runs sent.
+        self.sent_table: Any = None
         self._last_send_chat: dict[str, float] = {}
         self._last_send = 0.0
         self._ended: asyncio.Event = asyncio.Event()
@@ -338,7 +341,7 @@ class Gateway:
         if not isinstance(raw, dict) or not account:
             await self._dead_letter(raw, "a message arrived before the account id was known")
             return None
-        sent = self._sent.get(str(raw.get("id")))
+        sent = self._known(str(raw.get("id")))
         try:
             record = inbound_from_page(
                 raw,
@@ -407,7 +410,7 @@ class Gateway:
                 )
             )
         for wa_id in ids:
-            sent = self._sent.get(wa_id)
+            sent = self._known(wa_id)
             if sent is None or ack <= sent.ack:
                 continue
             sent.ack = ack
@@ -478,9 +481,30 @@ class Gateway:
             await asyncio.sleep(0.2)
 
     def _remember(self, wa_id: str, message: OutboundMessage, account: str) -> None:
-        self._sent[wa_id] = _Sent(message.outbound_id, message.chat_id, account, message.trace_id)
+        self._keep(wa_id, _Sent(message.outbound_id, message.chat_id, account, message.trace_id))
+
+    def _keep(self, wa_id: str, sent: _Sent) -> None:
+        self._sent[wa_id] = sent
         while len(self._sent) > REMEMBER_SENT:
             self._sent.popitem(last=False)
+
+    def _known(self, wa_id: str) -> _Sent | None:
+        """What we sent as ``wa_id``: remembered since this start, or in the sink's table
+        (sent before a restart, whose acks and echoes still arrive)."""
+        sent = self._sent.get(wa_id)
+        if sent is not None or self.sent_table is None:
+            return sent
+        found = sent_as(self.sent_table, wa_id)
+        if found is None:
+            return None
+        try:
+            sent = _Sent(
+                found["outbound_id"], found["chat_id"], found["account_id"], found["trace_id"]
+            )
+        except KeyError:
+            return None
+        self._keep(wa_id, sent)
+        return sent
 
     def _typing_ms(self, text: str) -> int:
         s = self.settings

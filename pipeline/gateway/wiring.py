@@ -15,11 +15,12 @@ def install_gateway(app: Any, settings: Settings) -> Gateway:
     """Wire one account's gateway into ``app`` (the gateway app, or a single dev worker)."""
     t = app.topics_
     gateway = Gateway(settings, t)
+    gateway.sent_table = tables.sent_messages_table(app, settings.topic_partitions)
     agents.deliver.register(
         app,
         source=raw_source(app, settings, settings.topic_outbound),
         sender=gateway,
-        sent=tables.sent_messages_table(app, settings.topic_partitions),
+        sent=gateway.sent_table,
         delivery=t.delivery,
         dlq=t.dlq,
         max_age_s=settings.send_max_age_s,

@@ -331,6 +331,17 @@ async def test_gateway_killed_between_send_and_commit_sends_once_and_catches_up(
         ids = [m["id"] for m in stack.bot_messages(earlier)]
         assert len(ids) == len(set(ids))
 
+    # The customer reads the reply only now: the new gateway never sent it, yet it knows
+    # (from the sink's table) which outbound id it was, and reports it read.
+    outbound_id = next(r["outbound_id"] for r in receipts if r["wa_message_id"] == wa_id)
+    assert wa_id in stack.post("read", {"chat": chat})["ids"]
+
+    def read(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in rs if r["status"] == "read" and r["wa_message_id"] == wa_id]
+
+    receipts = await stack.receipts(lambda rs: bool(read(rs)))
+    assert [r["outbound_id"] for r in read(receipts)] == [outbound_id]
+
 
 async def test_conflict_and_logout_recover(stack: Stack) -> None:
     stack.post("conflict")
