@@ -18,9 +18,10 @@ records in one stream, closes the burst when the tick matches its generation. Af
 rebalance the timer rescans the table, so bursts of a crashed worker still close.
 
 Limits are checked here, before any LLM call: replies per chat per minute, per sender
-per day, the account's daily token budget (a GlobalTable summed over partitions) and
-the loop guard. Over a limit there is no turn, an ``LLMCall`` with status ``skipped``
-records the decision, and at most one polite notice goes out per window.
+per day and the account's daily token budget (both GlobalTables summed over partitions,
+so a sender in several groups is counted once for the account) and the loop guard.
+Over a limit there is no turn, an ``LLMCall`` with status ``skipped`` records the
+decision, and at most one polite notice goes out per window.
 """
 
 from __future__ import annotations
@@ -34,13 +35,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from faust import current_event
 from pydantic import ValidationError
 
 from agents.context import traced
 from agents.dead_letters import dead_letter
 from schemas import ChatState, InboundMessage, LLMCall, OutboundMessage, Turn
 from schemas.chat_ids import is_newsletter, is_status_broadcast
-from tables import Counter, GuardState, PendingBurst, TypedTable, used_on
+from tables import (
+    Counter,
+    GuardState,
+    PendingBurst,
+    TypedTable,
+    count_reply,
+    replies_to,
+    used_on,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,7 @@ class GuardTables:
     chats: TypedTable[ChatState]
     counters: TypedTable[Counter]
     token_usage: Any
+    sender_replies: Any
 
 
 @dataclass
@@ -114,6 +125,11 @@ def turn_id_for(first: InboundMessage) -> str:
 
 def _now() -> float:
     return time.time()
+
+
+def _day() -> int:
+    """Days since the epoch, UTC: the window of the per-sender limit."""
+    return int(_now() // 86400)
 
 
 class Guard:
@@ -259,31 +275,25 @@ class Guard:
         return body
 
     # -- limits ------------------------------------------------------------------
-    def _windows(self, first: InboundMessage) -> dict[str, tuple[str, int, int]]:
-        """Limit name -> (counter key, window index, allowed per window)."""
-        now = _now()
-        day = int(now // 86400)
-        return {
-            "rate_limited_chat": (
-                f"chat|{first.chat_id}",
-                int(now // 60),
-                self.config.rate_chat_per_minute,
-            ),
-            "rate_limited_sender": (
-                f"sender|{first.sender_id}",
-                day,
-                self.config.rate_sender_per_day,
-            ),
-        }
+    def _chat_window(self, first: InboundMessage) -> tuple[str, int]:
+        """The per-chat limit's counter key and window index (minutes since the epoch)."""
+        return f"chat|{first.chat_id}", int(_now() // 60)
 
     def _limit_reached(self, first: InboundMessage) -> str | None:
         cfg = self.config
-        for reason, (key, window, allowed) in self._windows(first).items():
-            if allowed <= 0:
-                continue
+        if cfg.rate_chat_per_minute > 0:
+            key, window = self._chat_window(first)
             counter = self.tables.counters.get(key)
-            if counter is not None and counter.window == window and counter.count >= allowed:
-                return reason
+            if (
+                counter is not None
+                and counter.window == window
+                and counter.count >= cfg.rate_chat_per_minute
+            ):
+                return "rate_limited_chat"
+        if cfg.rate_sender_per_day > 0:
+            replied = replies_to(self.tables.sender_replies, first.sender_id, _day())
+            if replied >= cfg.rate_sender_per_day:
+                return "rate_limited_sender"
         if cfg.daily_token_budget > 0:
             day = datetime.now(UTC).date().isoformat()
             usage = self.tables.token_usage
@@ -301,14 +311,20 @@ class Guard:
         return None
 
     def _count_reply(self, first: InboundMessage) -> None:
-        for key, window, allowed in self._windows(first).values():
-            if allowed <= 0:
-                continue  # a limit that is off costs no table write
+        # A limit that is off costs no table write.
+        if self.config.rate_chat_per_minute > 0:
+            key, window = self._chat_window(first)
             counter = self.tables.counters.get(key)
             if counter is None or counter.window != window:
                 counter = Counter(window=window)
             counter.count += 1
             self.tables.counters.put(key, counter)
+        if self.config.rate_sender_per_day > 0:
+            event = current_event()
+            assert event is not None, "replies are counted in stream context"
+            count_reply(
+                self.tables.sender_replies, first.sender_id, _day(), event.message.partition
+            )
         if self.config.loop_max_bot_replies <= 0:
             return
         chat_state = self._chat_state(first.chat_id)
@@ -345,10 +361,7 @@ class Guard:
         )
         if reason == "loop_guard":
             return  # a notice would only feed the loop
-        if reason == "token_budget":
-            window = int(_now() // 86400)
-        else:
-            window = self._windows(first)[reason][1]
+        window = self._chat_window(first)[1] if reason == "rate_limited_chat" else _day()
         notice_key = f"notice|{reason}|{first.chat_id}"
         counter = self.tables.counters.get(notice_key)
         if counter is not None and counter.window == window and counter.noticed:

@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -278,7 +278,11 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
 
     chats = tables.TypedTable(tables.chat_state_table(app, n), ChatState)
     windows = tables.TypedTable(tables.windows_table(app, n), tables.ConversationWindow)
-    token_usage = tables.token_usage_table(app, n)
+    # Read by every worker, so both limits hold for the account (see tables/global_counts.py).
+    token_usage = tables.GlobalCounts(tables.token_usage_table(app, n))
+    sender_replies = tables.GlobalCounts(tables.sender_replies_table(app, n))
+    for counts in (token_usage, sender_replies):
+        app.task(_follower(counts, settings))
     progress = ProgressBoard()
 
     agents.guard.register(
@@ -307,6 +311,7 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             chats=chats,
             counters=tables.TypedTable(tables.rate_counters_table(app, n), tables.Counter),
             token_usage=token_usage,
+            sender_replies=sender_replies,
         ),
         topics=agents.guard.GuardTopics(
             turns=t.turns,
@@ -349,3 +354,10 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             idle_expiry_s=settings.context_idle_expiry_s,
         ),
     )
+
+
+def _follower(counts: tables.GlobalCounts, settings: Settings) -> Callable[[], Awaitable[None]]:
+    async def follow() -> None:
+        await counts.follow(settings.bootstrap_servers)
+
+    return follow

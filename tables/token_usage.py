@@ -1,31 +1,22 @@
-"""token_usage: LLM tokens spent per UTC day, readable by every worker.
-
-A GlobalTable: each worker reads every partition, so the daily budget is enforced for
-the account, not per worker. Tables are written in the partition of the record being
-processed, so two workers writing one key would overwrite each other; each partition
-therefore writes its own key ``<day>|<partition>`` and readers add them up.
-"""
+"""token_usage: LLM tokens spent per UTC day, summed over partitions by every worker."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from tables.per_partition import global_counts_table, partition_key, summed
+
 
 def usage_key(day: str, partition: int) -> str:
-    return f"{day}|{partition}"
+    return partition_key(day, partition)
 
 
 def used_on(table: Any, day: str, partitions: int) -> int:
-    """Tokens spent on ``day``: the day's key of every partition (no scan of the table)."""
-    return sum(int(table.get(usage_key(day, p)) or 0) for p in range(partitions))
+    """Tokens spent on ``day`` by the whole account."""
+    return summed(table, day, partitions)
 
 
 def token_usage_table(app: Any, partitions: int) -> Any:
-    return app.GlobalTable(
-        "token_usage",
-        default=int,
-        partitions=partitions,
-        key_type=str,
-        value_type=int,
-        help="LLM tokens per UTC day and partition (sum the day's keys).",
+    return global_counts_table(
+        app, "token_usage", partitions, "LLM tokens per UTC day and partition (sum the day's keys)."
     )

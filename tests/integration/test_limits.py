@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from tests.conftest import Broker
 from tests.conversation import Conversation, inbound
@@ -48,6 +49,35 @@ def test_sender_per_day_limit(kafka_broker: Broker, tmp_path: Path) -> None:
         conv.close()
     assert _kinds(out) == ["reply", "reply", "notice"]
     assert [c["decision"] for c in calls if c["status"] == "skipped"] == ["rate_limited_sender"] * 2
+
+
+def test_sender_limit_holds_across_workers(kafka_broker: Broker, tmp_path: Path) -> None:
+    # The limit is per sender for the whole account. A sender asking in four groups, one
+    # on each partition, talks to both workers (each owns two partitions and its own part
+    # of every partitioned table): 2 replies in all, not 2 per worker.
+    groups = [
+        "120363000000780@g.us",
+        "120363000000777@g.us",
+        "120363000000783@g.us",
+        "120363000000778@g.us",
+    ]
+    assert [(murmur2(g.encode()) & 0x7FFFFFFF) % 4 for g in groups] == [0, 1, 2, 3]
+    conv = Conversation(kafka_broker, tmp_path, WABOT_RATE_SENDER_PER_DAY="2")
+    first = conv.start_worker()
+    conv.start_worker()
+    first.wait_ready()  # its share of the partitions after the second one joined
+    sender = "4917700000002@c.us"
+    try:
+        out, calls = _exchange(
+            conv,
+            [inbound(group, f"!bot q{i}", sender_id=sender) for i, group in enumerate(groups)],
+            want_calls=4,
+        )
+    finally:
+        conv.close()
+    assert _kinds(out).count("reply") == 2, out
+    skipped = [c for c in calls if c["status"] == "skipped"]
+    assert [c["decision"] for c in skipped] == ["rate_limited_sender"] * 2
 
 
 def test_daily_token_budget_stops_llm_calls(kafka_broker: Broker, tmp_path: Path) -> None:
