@@ -321,7 +321,8 @@ class Guard:
             self.tables.counters.put(key, counter)
         if self.config.rate_sender_per_day > 0:
             event = current_event()
-            assert event is not None, "replies are counted in stream context"
+            if event is None:  # a table write needs the record's partition
+                raise RuntimeError("replies are counted only while a record is processed")
             count_reply(
                 self.tables.sender_replies, first.sender_id, _day(), event.message.partition
             )

@@ -162,9 +162,9 @@ class PipelineWorker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
 
-    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
         if self._signal_stop_time:
-            _end_now(f"second {signal.name}: stopping without waiting for a clean shutdown")
+            _end_now(f"second {signum.name}: stopping without waiting for a clean shutdown")
         settings: Settings = self.app.settings  # type: ignore[attr-defined]
         watchdog = threading.Timer(
             settings.shutdown_timeout_s,
@@ -177,7 +177,7 @@ class PipelineWorker(faust.Worker):
         )
         watchdog.daemon = True
         watchdog.start()
-        super()._schedule_shutdown(signal)
+        super()._schedule_shutdown(signum)
 
 
 def _end_now(reason: str) -> None:
