@@ -296,8 +296,7 @@ class Guard:
                 return "rate_limited_sender"
         if cfg.daily_token_budget > 0:
             day = datetime.now(UTC).date().isoformat()
-            usage = self.tables.token_usage
-            if used_on(usage, day, usage.partitions) >= cfg.daily_token_budget:
+            if used_on(self.tables.token_usage, day) >= cfg.daily_token_budget:
                 return "token_budget"
         if cfg.loop_max_bot_replies > 0:
             chat_state = self._chat_state(first.chat_id)

@@ -16,9 +16,9 @@ def partition_key(name: str, partition: int) -> str:
     return f"{name}|{partition}"
 
 
-def summed(table: Any, name: str, partitions: int) -> int:
-    """The count of ``name`` over all partitions."""
-    return sum(int(table.get(partition_key(name, p)) or 0) for p in range(partitions))
+def summed(table: Any, name: str) -> int:
+    """The count of ``name`` over all of ``table``'s partitions."""
+    return sum(int(table.get(partition_key(name, p)) or 0) for p in range(table.partitions))
 
 
 def global_counts_table(app: Any, name: str, partitions: int, help: str) -> Any:

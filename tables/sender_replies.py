@@ -22,7 +22,7 @@ def _name(sender: str, day: int) -> str:
 
 def replies_to(table: Any, sender: str, day: int) -> int:
     """Replies to ``sender`` on ``day`` (days since the epoch, UTC), all partitions."""
-    return summed(table, _name(sender, day), table.partitions)
+    return summed(table, _name(sender, day))
 
 
 def count_reply(table: Any, sender: str, day: int, partition: int) -> None:

@@ -11,9 +11,9 @@ def usage_key(day: str, partition: int) -> str:
     return partition_key(day, partition)
 
 
-def used_on(table: Any, day: str, partitions: int) -> int:
+def used_on(table: Any, day: str) -> int:
     """Tokens spent on ``day`` by the whole account."""
-    return summed(table, day, partitions)
+    return summed(table, day)
 
 
 def token_usage_table(app: Any, partitions: int) -> Any:
