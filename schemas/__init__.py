@@ -1,5 +1,6 @@
 """Pydantic models for every record on every topic. Imports nothing of the project."""
 
+from schemas.analytics import AnalyticsEvent
 from schemas.base import SCHEMA_VERSION, Record, new_trace_id
 from schemas.chat_ids import (
     InvalidChatIdError,
@@ -33,11 +34,13 @@ ALL_MODELS: dict[str, type[Record]] = {
     "llm_result": LLMResult,
     "dead_letter": DeadLetter,
     "chat_state": ChatState,
+    "analytics_event": AnalyticsEvent,
 }
 
 __all__ = [
     "ALL_MODELS",
     "SCHEMA_VERSION",
+    "AnalyticsEvent",
     "ChatState",
     "DeadLetter",
     "DeliveryReceipt",

@@ -2,6 +2,10 @@
 
 python -m schemas.export            # regenerate
 python -m schemas.export --check    # exit 1 when a file is stale, missing or left over
+
+Both refuse a model that breaks the compatibility policy against its committed file (a field
+removed, renamed, retyped or newly required, or a change without a schema_version bump; see
+schemas/compat.py): the committed file is then left as it is.
 """
 
 from __future__ import annotations
@@ -13,11 +17,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from schemas import ALL_MODELS
+from schemas.compat import Incompatibility, incompatible_changes
 
-__all__ = ["DEFAULT_FOLDER", "render_json_schemas", "stale_json_schemas", "write_json_schemas"]
+__all__ = [
+    "DEFAULT_FOLDER",
+    "IncompatibleSchemaError",
+    "render_json_schemas",
+    "stale_json_schemas",
+    "write_json_schemas",
+]
 
 #: The ``json`` folder next to this module, where the committed schemas live.
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "json"
+
+
+class IncompatibleSchemaError(Exception):
+    """A model breaks the compatibility policy against its committed schema file."""
+
+    def __init__(self, problems: list[Incompatibility]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
 
 
 def render_json_schemas() -> dict[str, str]:
@@ -32,8 +51,13 @@ def write_json_schemas(folder: Path) -> list[Path]:
     """Write every schema into ``folder`` and delete ``*.json`` files no model produces.
 
     The folder belongs to this function: a schema of a removed model must not linger.
-    Returns the paths written.
+    Returns the paths written. Raises :class:`IncompatibleSchemaError`, writing nothing,
+    when a model breaks the compatibility policy against its file in ``folder``.
     """
+    if folder.is_dir():
+        problems = incompatible_changes(folder)
+        if problems:
+            raise IncompatibleSchemaError(problems)
     folder.mkdir(parents=True, exist_ok=True)
     rendered = render_json_schemas()
     for leftover in folder.glob("*.json"):
@@ -48,9 +72,10 @@ def write_json_schemas(folder: Path) -> list[Path]:
 
 
 def stale_json_schemas(folder: Path) -> list[str]:
-    """Describe each file in ``folder`` that differs from the models; empty when up to date."""
+    """Describe each file in ``folder`` that differs from the models, and each incompatible
+    change (see :mod:`schemas.compat`); empty when up to date."""
     rendered = render_json_schemas()
-    problems = []
+    problems = [f"incompatible: {problem}" for problem in incompatible_changes(folder)]
     for name, text in rendered.items():
         path = folder / name
         if not path.is_file():
@@ -84,7 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{len(ALL_MODELS)} JSON Schemas in {folder} are up to date")
         return 0
-    for path in write_json_schemas(folder):
+    try:
+        written = write_json_schemas(folder)
+    except IncompatibleSchemaError as exc:
+        for incompatibility in exc.problems:
+            print(f"incompatible: {incompatibility}", file=sys.stderr)
+        print(f"nothing written to {folder}", file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
     return 0
 
