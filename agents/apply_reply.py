@@ -6,14 +6,19 @@ budget, emits one OutboundMessage per part of the reply and the LLMCall records,
 tells the respond agent that the chat may go on. A result for a turn already in the
 window (a replay after a crash) changes no table and emits the same outbound ids
 again, which the gateway's sink recognises as sent.
+
+Times are the turn's own (its last message's ``received_at``): the window's idle expiry
+and the token budget's day come out the same in a replay as in the live run. In a
+replay with ``--context original`` the window gets the reply the live bot really sent
+for the turn (``original_replies``), so every turn is judged on the real conversation.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,7 +55,11 @@ def register(
     token_usage: Any,
     progress: ProgressBoard,
     config: WindowConfig,
+    original_replies: Mapping[str, str] | None = None,
 ) -> Any:
+    """Attach the apply_reply agent to ``app``; ``original_replies`` maps turn ids to the
+    replies recorded in the live run (replay ``--context original``); return the agent."""
+
     @app.agent(source, name="apply_reply")
     async def apply_reply(stream: Any) -> None:
         async for event in stream.events():
@@ -88,21 +97,25 @@ def register(
                 else:
                     for call in result.calls:
                         await llm_calls.send(key=key, value=call)
+                    at = turn.last_received_at
+                    reply = result.reply
+                    if original_replies is not None:
+                        reply = original_replies.get(turn.turn_id, reply)
                     windows.put(
                         turn.chat_id,
                         window.with_exchange(
                             turn_id=turn.turn_id,
                             seq=turn.seq,
                             user=turn.text,
-                            reply=result.reply,
-                            now=time.time(),
+                            reply=reply,
+                            now=at.timestamp(),
                             idle_expiry_s=config.idle_expiry_s,
                             max_entries=config.max_entries,
                             token_budget=config.token_budget,
                         ),
                     )
                     if result.total_tokens:
-                        day = datetime.now(UTC).date().isoformat()
+                        day = at.astimezone(UTC).date().isoformat()
                         usage = usage_key(day, event.message.partition)
                         token_usage[usage] += result.total_tokens
                     log.info(

@@ -17,6 +17,17 @@ the co-partitioned ``guard.ticks`` topic, and this agent, consuming ticks and in
 records in one stream, closes the burst when the tick matches its generation. After a
 rebalance the timer rescans the table, so bursts of a crashed worker still close.
 
+Event time. Every rule that needs a time reads the message's own: the gateway's
+``received_at`` (precise; WhatsApp's ``t`` has whole seconds), never the worker's clock.
+A burst is due ``burst_quiet_s`` after its last message was received; a message received
+after that closes the burst before it is judged (its tick was late), the takeover pause
+runs from the owner's message, rate windows are the minute and day of the turn's last
+message, a message is too old when it was received ``ignore_older_than_s`` after it was
+written. So a replay, which runs as fast as the LLM allows, makes the same turns as the
+live run did. In a replay (``GuardConfig.replay``) nothing is scheduled by the clock: a
+burst closes on the chat's next message or on a ``flush`` tick that the replay command
+sends per chat once the guard has read all of its input.
+
 Limits are checked here, before any LLM call: replies per chat per minute, per sender
 per day and the account's daily token budget (both GlobalTables summed over partitions,
 so a sender in several groups is counted once for the account) and the loop guard.
@@ -73,6 +84,8 @@ class GuardConfig:
     loop_max_bot_replies: int = 20
     loop_quiet_reset_s: float = 600.0
     limit_notice: str = "I'll answer again in a little while."
+    #: A replay: bursts close by message time and flush ticks only, never by the clock.
+    replay: bool = False
 
 
 @dataclass
@@ -127,9 +140,9 @@ def _now() -> float:
     return time.time()
 
 
-def _day() -> int:
+def _day(at: datetime) -> int:
     """Days since the epoch, UTC: the window of the per-sender limit."""
-    return int(_now() // 86400)
+    return int(at.timestamp() // 86400)
 
 
 class Guard:
@@ -154,6 +167,10 @@ class Guard:
         if state.has_seen(message.message_id):
             return "dropped:duplicate"
         state.remember(message.message_id, self.config.dedupe_window)
+        if state.pending is not None and message.received_at.timestamp() > state.pending.due_at:
+            # The chat went quiet before this message came: the burst is over (its tick
+            # is late, or this is a replay, which has no clock).
+            await self._close_burst(chat, state)
         decision = self._classify(message, state)
         if decision == "accepted":
             self._add_to_burst(state, message)
@@ -166,7 +183,7 @@ class Guard:
     def _classify(self, message: InboundMessage, state: GuardState) -> str:
         cfg = self.config
         chat = message.chat_id
-        now = _now()
+        at = message.received_at
         chat_state = self._chat_state(chat)
         if message.from_me:
             if message.sent_by_bot:
@@ -174,21 +191,26 @@ class Guard:
             # The owner answered from the phone: stay quiet and drop what was pending.
             chat_state = chat_state.model_copy(
                 update={
-                    "paused_until": datetime.now(UTC) + timedelta(seconds=cfg.takeover_pause_s),
+                    "paused_until": at + timedelta(seconds=cfg.takeover_pause_s),
                     "consecutive_bot_replies": 0,
-                    "last_human_at": datetime.now(UTC),
+                    "last_human_at": at,
                 }
             )
             self.tables.chats.put(chat, chat_state)
             state.pending = None
+            log.info(
+                "owner typed in %s: the bot is quiet there until %s",
+                chat,
+                chat_state.paused_until.isoformat() if chat_state.paused_until else "-",
+            )
             return "paused:owner_typed"
-        if message.wa_timestamp.timestamp() < now - cfg.ignore_older_than_s:
+        if (at - message.wa_timestamp).total_seconds() > cfg.ignore_older_than_s:
             return "ignored:too_old"
         if chat in cfg.block_list or (cfg.allow_list and chat not in cfg.allow_list):
             return "ignored:not_allowed"
         if not chat_state.enabled:
             return "ignored:disabled"
-        if chat_state.is_paused(datetime.now(UTC)):
+        if chat_state.is_paused(at):
             return "ignored:paused"
         if message.type not in ANSWERABLE or not message.body.strip():
             return "ignored:unanswerable_type"
@@ -207,17 +229,24 @@ class Guard:
         pending.messages.append(message.model_dump(mode="json"))
         state.generation += 1
         pending.generation = state.generation
-        pending.due_at = _now() + self.config.burst_quiet_s
+        pending.due_at = message.received_at.timestamp() + self.config.burst_quiet_s
         state.pending = pending
-        if self.config.burst_quiet_s > 0:
+        if self.config.burst_quiet_s > 0 and not self.config.replay:
             self.timers.schedule(
                 message.chat_id, pending.generation, pending.due_at, message.trace_id
             )
 
     # -- ticks -------------------------------------------------------------------
-    async def on_tick(self, chat: str, generation: int) -> str:
+    async def on_tick(self, chat: str, generation: int, flush: bool = False) -> str:
+        """A timer's tick for burst ``generation`` of ``chat``; ``flush`` (from the replay
+        command, after the chat's last input) closes whatever burst is open."""
         state = self.tables.state.get(chat)
-        if state is None or state.pending is None or state.pending.generation != generation:
+        if state is None or state.pending is None:
+            return "tick:stale"
+        if flush:
+            await self._close_burst(chat, state)
+            return "tick:flushed"
+        if state.pending.generation != generation:
             return "tick:stale"
         if state.pending.due_at > _now() + 0.01:
             self.timers.schedule(chat, generation, state.pending.due_at)
@@ -227,6 +256,8 @@ class Guard:
 
     def overdue_after_rebalance(self) -> None:
         """Schedule every open burst found in the table (after recovery or a crash)."""
+        if self.config.replay:
+            return  # no clock in a replay: flush ticks close what is left
         for chat in self.tables.state.keys():  # noqa: SIM118 (a table wrapper, not a dict)
             state = self.tables.state.get(chat)
             if state is not None and state.pending is not None:
@@ -238,9 +269,10 @@ class Guard:
         messages = [InboundMessage.model_validate(m) for m in state.pending.messages]
         state.pending = None
         first, last = messages[0], messages[-1]
-        blocked = self._limit_reached(first)
+        at = last.received_at  # the turn's time, for every limit window
+        blocked = self._limit_reached(first, at)
         if blocked is not None:
-            await self._skip(first, blocked)
+            await self._skip(first, blocked, at)
             self.tables.state.put(chat, state)
             return
         text = "\n".join(self._strip_prefix(m) for m in messages)
@@ -264,7 +296,7 @@ class Guard:
         await self.topics.turns.send(key=chat.encode(), value=turn)
         state.next_seq += 1
         self.tables.state.put(chat, state)
-        self._count_reply(first)
+        self._count_reply(first, at)
         log.info("turn %s seq=%d from %d message(s)", turn.turn_id, turn.seq, len(messages))
 
     def _strip_prefix(self, message: InboundMessage) -> str:
@@ -275,14 +307,14 @@ class Guard:
         return body
 
     # -- limits ------------------------------------------------------------------
-    def _chat_window(self, first: InboundMessage) -> tuple[str, int]:
+    def _chat_window(self, first: InboundMessage, at: datetime) -> tuple[str, int]:
         """The per-chat limit's counter key and window index (minutes since the epoch)."""
-        return f"chat|{first.chat_id}", int(_now() // 60)
+        return f"chat|{first.chat_id}", int(at.timestamp() // 60)
 
-    def _limit_reached(self, first: InboundMessage) -> str | None:
+    def _limit_reached(self, first: InboundMessage, at: datetime) -> str | None:
         cfg = self.config
         if cfg.rate_chat_per_minute > 0:
-            key, window = self._chat_window(first)
+            key, window = self._chat_window(first, at)
             counter = self.tables.counters.get(key)
             if (
                 counter is not None
@@ -291,28 +323,27 @@ class Guard:
             ):
                 return "rate_limited_chat"
         if cfg.rate_sender_per_day > 0:
-            replied = replies_to(self.tables.sender_replies, first.sender_id, _day())
+            replied = replies_to(self.tables.sender_replies, first.sender_id, _day(at))
             if replied >= cfg.rate_sender_per_day:
                 return "rate_limited_sender"
         if cfg.daily_token_budget > 0:
-            day = datetime.now(UTC).date().isoformat()
+            day = at.astimezone(UTC).date().isoformat()
             if used_on(self.tables.token_usage, day) >= cfg.daily_token_budget:
                 return "token_budget"
         if cfg.loop_max_bot_replies > 0:
             chat_state = self._chat_state(first.chat_id)
             quiet_since = chat_state.last_bot_at
             long_quiet = (
-                quiet_since is None
-                or (datetime.now(UTC) - quiet_since).total_seconds() > cfg.loop_quiet_reset_s
+                quiet_since is None or (at - quiet_since).total_seconds() > cfg.loop_quiet_reset_s
             )
             if not long_quiet and chat_state.consecutive_bot_replies >= cfg.loop_max_bot_replies:
                 return "loop_guard"
         return None
 
-    def _count_reply(self, first: InboundMessage) -> None:
+    def _count_reply(self, first: InboundMessage, at: datetime) -> None:
         # A limit that is off costs no table write.
         if self.config.rate_chat_per_minute > 0:
-            key, window = self._chat_window(first)
+            key, window = self._chat_window(first, at)
             counter = self.tables.counters.get(key)
             if counter is None or counter.window != window:
                 counter = Counter(window=window)
@@ -323,14 +354,13 @@ class Guard:
             if event is None:  # a table write needs the record's partition
                 raise RuntimeError("replies are counted only while a record is processed")
             count_reply(
-                self.tables.sender_replies, first.sender_id, _day(), event.message.partition
+                self.tables.sender_replies, first.sender_id, _day(at), event.message.partition
             )
         if self.config.loop_max_bot_replies <= 0:
             return
         chat_state = self._chat_state(first.chat_id)
-        now = datetime.now(UTC)
         quiet = chat_state.last_bot_at is None or (
-            (now - chat_state.last_bot_at).total_seconds() > self.config.loop_quiet_reset_s
+            (at - chat_state.last_bot_at).total_seconds() > self.config.loop_quiet_reset_s
         )
         self.tables.chats.put(
             first.chat_id,
@@ -339,12 +369,12 @@ class Guard:
                     "consecutive_bot_replies": 1
                     if quiet
                     else chat_state.consecutive_bot_replies + 1,
-                    "last_bot_at": now,
+                    "last_bot_at": at,
                 }
             ),
         )
 
-    async def _skip(self, first: InboundMessage, reason: str) -> None:
+    async def _skip(self, first: InboundMessage, reason: str, at: datetime) -> None:
         log.info("no reply in %s: %s", first.chat_id, reason)
         await self.topics.llm_calls.send(
             key=first.chat_id.encode(),
@@ -361,7 +391,7 @@ class Guard:
         )
         if reason == "loop_guard":
             return  # a notice would only feed the loop
-        window = self._chat_window(first)[1] if reason == "rate_limited_chat" else _day()
+        window = self._chat_window(first, at)[1] if reason == "rate_limited_chat" else _day(at)
         notice_key = f"notice|{reason}|{first.chat_id}"
         counter = self.tables.counters.get(notice_key)
         if counter is not None and counter.window == window and counter.noticed:
@@ -404,7 +434,9 @@ def register(
                 if message.topic == ticks_topic_name:
                     tick = json.loads(event.value)
                     with traced(str(tick.get("trace_id", "-"))):
-                        await guard.on_tick(str(tick["chat_id"]), int(tick["generation"]))
+                        await guard.on_tick(
+                            str(tick["chat_id"]), int(tick["generation"]), bool(tick.get("flush"))
+                        )
                     continue
                 inbound = InboundMessage.model_validate_json(event.value)
             except (ValidationError, ValueError, KeyError, TypeError) as exc:

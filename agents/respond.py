@@ -235,7 +235,10 @@ class ChatScheduler:
         state = self.chats.get(turn.chat_id)
         system = state.persona if state is not None and state.persona else self.config.system_prompt
         messages = [{"role": "system", "content": system}]
-        for entry in window.context(time.time(), self.config.context_idle_expiry_s):
+        # Event time: idle is the gap between the chat's messages, whenever they are
+        # processed (a replay runs faster than the conversation did).
+        now = turn.last_received_at.timestamp()
+        for entry in window.context(now, self.config.context_idle_expiry_s):
             messages.append({"role": entry.role, "content": entry.content})
         messages.append({"role": "user", "content": turn.text})
         return messages

@@ -12,16 +12,19 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
 
+import agents.analytics
 import agents.apply_reply
 import agents.guard
 import agents.ping
 import agents.respond
 import tables
 from agents.progress import ProgressBoard
+from agents.pseudonyms import Pseudonymizer
 from pipeline.gateway.service import Gateway
 from pipeline.gateway.wiring import install_gateway
 from pipeline.llm import LLMClient
@@ -32,7 +35,7 @@ from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
 from pipeline.transport import TunedTransport
-from schemas import ChatState
+from schemas import ChatState, LLMResult
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ class PipelineApp(faust.App):
     gateway: Gateway | None = None
     #: Called synchronously when a rebalance starts, before Faust flushes and commits.
     rebalance_hooks: list[Callable[[], None]]
+    #: Topics a consumer group with no committed offset starts reading that many seconds
+    #: back, not at the beginning (see pipeline/transport.py).
+    recent_start: dict[str, float]
 
     @property
     def is_ready(self) -> bool:
@@ -109,12 +115,25 @@ class PipelineApp(faust.App):
             await self.standin.stop()
 
     def topic_specs(self) -> list[TopicSpec]:
-        """Every topic the app reads or writes, and every table's changelog."""
-        replication = self.settings.topic_replication_factor
-        specs = [
-            TopicSpec(t.get_topic_name(), t.partitions or self.conf.topic_partitions, replication)
-            for t in self.topics_.all()
-        ]
+        """Every topic the app reads or writes, and every table's changelog, with the
+        configs they are created with: ``retention.ms`` from WABOT_INBOUND_RETENTION_DAYS
+        (wa.inbound) or WABOT_TOPIC_RETENTION_DAYS, changelogs ``cleanup.policy=compact``."""
+        s = self.settings
+        replication = s.topic_replication_factor
+        specs = []
+        for topic in self.topics_.all():
+            name = topic.get_topic_name()
+            # wa.inbound is what replays read, so it is kept longer than the rest.
+            inbound = name == s.topic("inbound")
+            days = s.inbound_retention_days if inbound else s.topic_retention_days
+            specs.append(
+                TopicSpec(
+                    name,
+                    topic.partitions or self.conf.topic_partitions,
+                    replication,
+                    {"retention.ms": str(round(days * 86_400_000))},
+                )
+            )
         for table in self.tables.values():
             specs.append(
                 TopicSpec(
@@ -205,7 +224,11 @@ def create_app(settings: Settings) -> PipelineApp:
     """The pipeline's app (``faust -A pipeline worker``): guard, respond and the rest."""
     app = _new_app(settings, settings.app_id, settings.web_port, "worker")
     app.llm = LLMProxy()
+    if settings.inbound_first_start == "recent":
+        app.recent_start[settings.topic("inbound")] = settings.ignore_older_than_s
     _wire_agents(app, settings, app.llm)
+    if settings.analytics_enabled:
+        _wire_analytics(app, settings)
     if settings.gateway_in_worker:
         app.gateway = install_gateway(app, settings)
     _views(app)
@@ -251,6 +274,7 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
     )
     app.settings = settings
     app.rebalance_hooks = []
+    app.recent_start = {}
     app.topics_ = declare_topics(app, settings)
     setup_metrics(app, name_prefix=app_id.replace("-", "_"))
     return app
@@ -288,9 +312,9 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
     agents.guard.register(
         app,
         inbound_and_ticks=raw_source(
-            app, settings, settings.topic_inbound, settings.topic_guard_ticks
+            app, settings, settings.topic("inbound"), settings.topic("guard_ticks")
         ),
-        ticks_topic_name=settings.topic_guard_ticks,
+        ticks_topic_name=settings.topic("guard_ticks"),
         config=agents.guard.GuardConfig(
             burst_quiet_s=settings.burst_quiet_s,
             ignore_older_than_s=settings.ignore_older_than_s,
@@ -305,6 +329,7 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             loop_max_bot_replies=settings.loop_max_bot_replies,
             loop_quiet_reset_s=settings.loop_quiet_reset_s,
             limit_notice=settings.limit_notice,
+            replay=settings.replay_mode,
         ),
         tables=agents.guard.GuardTables(
             state=tables.TypedTable(tables.guard_state_table(app, n), tables.GuardState),
@@ -335,13 +360,12 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
         results=t.llm_results,
         progress=progress,
     )
-    agents.respond.register(
-        app, source=raw_source(app, settings, settings.topic_turns), dlq=t.dlq, scheduler=scheduler
-    )
+    turns = raw_source(app, settings, settings.topic("turns"))
+    agents.respond.register(app, source=turns, dlq=t.dlq, scheduler=scheduler)
     app.rebalance_hooks.append(scheduler.revoke_all)
     agents.apply_reply.register(
         app,
-        source=raw_source(app, settings, settings.topic_llm_results),
+        source=raw_source(app, settings, settings.topic("llm_results")),
         outbound=t.outbound,
         llm_calls=t.llm_calls,
         dlq=t.dlq,
@@ -353,7 +377,23 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             token_budget=settings.context_token_budget,
             idle_expiry_s=settings.context_idle_expiry_s,
         ),
+        original_replies=_original_replies(settings.replay_original_replies),
     )
+
+
+def _original_replies(path: Path | None) -> dict[str, str] | None:
+    """Turn id -> the reply the live bot sent, from a replay's ``original.jsonl``
+    (LLMResult JSON lines), or None outside a replay with ``--context original``."""
+    if path is None:
+        return None
+    replies = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                result = LLMResult.model_validate_json(line)
+                replies[result.turn.turn_id] = result.reply
+    log.info("context: %d recorded replies from %s", len(replies), path)
+    return replies
 
 
 def _follower(counts: tables.GlobalCounts, settings: Settings) -> Callable[[], Awaitable[None]]:
@@ -361,3 +401,31 @@ def _follower(counts: tables.GlobalCounts, settings: Settings) -> Callable[[], A
         await counts.follow(settings.bootstrap_servers)
 
     return follow
+
+
+def _wire_analytics(app: PipelineApp, settings: Settings) -> None:
+    """The pseudonymized analytics.events topic, derived from the public topics."""
+    key = settings.analytics_hmac_key.get_secret_value()
+    if len(key.encode()) < 16:
+        log.warning("WABOT_ANALYTICS_HMAC_KEY is short; use 32 random bytes or more")
+    kinds: dict[str, agents.analytics.Kind] = {
+        settings.topic("inbound"): "inbound",
+        settings.topic("outbound"): "outbound",
+        settings.topic("delivery"): "delivery",
+        settings.topic("llm_calls"): "llm_call",
+    }
+    agents.analytics.register(
+        app,
+        source=raw_source(app, settings, *kinds),
+        kinds=kinds,
+        analytics=app.topics_.analytics,
+        dlq=app.topics_.dlq,
+        deriver=agents.analytics.Deriver(
+            Pseudonymizer(key), include_text=settings.analytics_include_text
+        ),
+    )
+    log.info(
+        "analytics: pseudonymized events to %s (texts %s)",
+        settings.topic("analytics"),
+        "included" if settings.analytics_include_text else "left out",
+    )

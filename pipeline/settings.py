@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
@@ -19,6 +19,10 @@ ENV_PREFIX = "WABOT_"
 
 #: Broker URL schemes Faust's Kafka transport understands.
 BROKER_SCHEMES = ("kafka", "aiokafka")
+
+
+#: Topics only the app's own agents use; their names carry the app id (Settings.topic).
+INTERNAL_TOPICS = frozenset({"turns", "llm_results", "guard_ticks"})
 
 
 class ConfigError(Exception):
@@ -77,24 +81,42 @@ class Settings(BaseSettings):
     topic_pong: str = Field("pipeline.pong", description="Health-check output topic")
     topic_inbound: str = Field("wa.inbound", description="Messages from WhatsApp (gateway)")
     topic_events: str = Field("wa.events", description="Gateway connection and auth state")
-    topic_turns: str = Field("chat.turns", description="Validated, deduplicated turns (guard)")
+    topic_turns: str = Field(
+        "chat.turns", description="Internal, named {app_id}-<this>: validated, deduplicated turns"
+    )
     topic_outbound: str = Field("wa.outbound", description="Replies to send (respond, API)")
     topic_delivery: str = Field("wa.delivery", description="Delivery receipts (gateway sink)")
     topic_llm_calls: str = Field("llm.calls", description="One record per LLM call or skip")
     topic_llm_results: str = Field(
-        "llm.results", description="Internal: LLM replies on their way into the window table"
+        "llm.results", description="Internal, named {app_id}-<this>: LLM replies for the window"
     )
     topic_guard_ticks: str = Field(
-        "guard.ticks", description="Internal: timers that close a burst of messages"
+        "guard.ticks", description="Internal, named {app_id}-<this>: timers that close bursts"
     )
     topic_dlq: str = Field("pipeline.dlq", description="Dead letters: bad input with a reason")
+    topic_analytics: str = Field(
+        "analytics.events", description="Pseudonymized events for analytics (WABOT_ANALYTICS_*)"
+    )
+    inbound_retention_days: float = Field(
+        30.0, gt=0, description="Retention of wa.inbound (replays read it), days"
+    )
+    topic_retention_days: float = Field(
+        7.0, gt=0, description="Retention of the other topics the app creates, days"
+    )
+    inbound_first_start: Literal["recent", "earliest"] = Field(
+        "recent",
+        description="Where a consumer group without a committed offset starts on wa.inbound: "
+        "recent (now - WABOT_IGNORE_OLDER_THAN_S) or earliest",
+    )
 
     # --- guard ---------------------------------------------------------------
     burst_quiet_s: float = Field(
         1.5, ge=0, description="Messages of one chat this close together form one turn (0: off)"
     )
     ignore_older_than_s: float = Field(
-        900.0, gt=0, description="Messages older than this (WhatsApp time) are not answered"
+        900.0,
+        gt=0,
+        description="Messages received this long after they were written are not answered, s",
     )
     takeover_pause_s: float = Field(
         1800.0, ge=0, description="The owner typing in a chat pauses the bot there this long"
@@ -163,6 +185,21 @@ class Settings(BaseSettings):
     respond_max_in_flight: int = Field(
         256, ge=1, description="Turns of different chats answered at once per worker"
     )
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per million prompt and completion tokens by model, for replay "
+        'reports (JSON: {"gpt-4o-mini": [0.15, 0.6]})',
+    )
+
+    # --- replays (set by `faust -A pipeline replay` for the worker it runs) ----------
+    replay_mode: bool = Field(
+        False, description="Set by replay: bursts close by message time only, never by the clock"
+    )
+    replay_original_replies: Path | None = Field(
+        None,
+        description="Set by replay --context original: the recorded replies (LLMResult JSONL) "
+        "that go into each chat's window instead of the replayed ones",
+    )
 
     # --- the WhatsApp gateway ------------------------------------------------------
     gateway_name: str = Field(
@@ -228,6 +265,29 @@ class Settings(BaseSettings):
         2.8, gt=0, description="How often finished offsets are committed, seconds"
     )
 
+    # --- analytics -------------------------------------------------------------
+    analytics_enabled: bool = Field(
+        False, description="Derive the pseudonymized analytics.events topic"
+    )
+    analytics_hmac_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret key of the pseudonyms in analytics.events (required when enabled; "
+        "e.g. 64 random hex digits); never logged",
+    )
+    analytics_include_text: bool = Field(
+        False, description="Copy message texts into analytics.events (off: only their length)"
+    )
+
+    @field_validator("analytics_hmac_key")
+    @classmethod
+    def _key_when_enabled(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("analytics_enabled") and not value.get_secret_value().strip():
+            raise ValueError(
+                "required when WABOT_ANALYTICS_ENABLED is true: a long random secret, e.g. "
+                "the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return value
+
     # --- logging ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field(
@@ -245,12 +305,12 @@ class Settings(BaseSettings):
         90.0, gt=0, description="Seconds to wait for a started broker to answer metadata"
     )
 
-    @field_validator("data_dir", "kafka_home", "gateway_profile_dir")
+    @field_validator("data_dir", "kafka_home", "gateway_profile_dir", "replay_original_replies")
     @classmethod
     def _expand_home(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
 
-    @field_validator("gateway_profile_dir", mode="before")
+    @field_validator("gateway_profile_dir", "replay_original_replies", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -288,6 +348,16 @@ class Settings(BaseSettings):
         """The gateway's Chromium profile folder (the WhatsApp login lives there)."""
         return self.gateway_profile_dir or self.data_dir / "gateway" / self.gateway_name
 
+    def topic(self, key: str) -> str:
+        """The name of topic ``key`` (``"inbound"`` for ``topic_inbound``, ...).
+
+        Internal topics (:data:`INTERNAL_TOPICS`) carry the app id, as Faust's changelogs
+        do (``{app_id}-{name}``): two apps on one cluster (a staging bot, a replay) then
+        never read each other's turns. Public topics are shared and named as set.
+        """
+        name: str = getattr(self, f"topic_{key}")
+        return f"{self.app_id}-{name}" if key in INTERNAL_TOPICS else name
+
     @property
     def bootstrap_servers(self) -> list[str]:
         """``host:port`` strings for plain aiokafka clients."""
@@ -300,11 +370,10 @@ class Settings(BaseSettings):
 
 def topic_keys() -> list[str]:
     """The short names of the topic settings (``inbound`` for ``topic_inbound``, ...)."""
-    counts = {"topic_partitions", "topic_replication_factor"}
     return [
         name.removeprefix("topic_")
-        for name in Settings.model_fields
-        if name.startswith("topic_") and name not in counts
+        for name, field in Settings.model_fields.items()
+        if name.startswith("topic_") and field.annotation is str
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pipeline.codec import ModelCodec
 from pipeline.settings import Settings
 from schemas import (
+    AnalyticsEvent,
     DeadLetter,
     DeliveryReceipt,
     GatewayEvent,
@@ -38,6 +39,7 @@ class Topics:
     llm_results: Any
     guard_ticks: Any
     dlq: Any
+    analytics: Any
 
     def all(self) -> list[Any]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -53,17 +55,18 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         )
 
     return Topics(
-        ping=topic(settings.topic_ping, Ping),
-        pong=topic(settings.topic_pong, Pong),
-        inbound=topic(settings.topic_inbound, None),
-        events=topic(settings.topic_events, GatewayEvent),
-        turns=topic(settings.topic_turns, Turn),
-        outbound=topic(settings.topic_outbound, OutboundMessage),
-        delivery=topic(settings.topic_delivery, DeliveryReceipt),
-        llm_calls=topic(settings.topic_llm_calls, LLMCall),
-        llm_results=topic(settings.topic_llm_results, LLMResult),
-        guard_ticks=topic(settings.topic_guard_ticks, None),
-        dlq=topic(settings.topic_dlq, DeadLetter),
+        ping=topic(settings.topic("ping"), Ping),
+        pong=topic(settings.topic("pong"), Pong),
+        inbound=topic(settings.topic("inbound"), None),
+        events=topic(settings.topic("events"), GatewayEvent),
+        turns=topic(settings.topic("turns"), Turn),
+        outbound=topic(settings.topic("outbound"), OutboundMessage),
+        delivery=topic(settings.topic("delivery"), DeliveryReceipt),
+        llm_calls=topic(settings.topic("llm_calls"), LLMCall),
+        llm_results=topic(settings.topic("llm_results"), LLMResult),
+        guard_ticks=topic(settings.topic("guard_ticks"), None),
+        dlq=topic(settings.topic("dlq"), DeadLetter),
+        analytics=topic(settings.topic("analytics"), AnalyticsEvent),
     )
 
 

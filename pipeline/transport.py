@@ -15,14 +15,24 @@ partition with no committed offset (or offset 0) where the fetcher got to: recor
 fetched in that window were skipped. It bit the gateway restarting before its first
 commit (replayed replies missing from the redelivery); any new consumer group over a
 topic that already holds records is exposed the same way.
+
+Except ``wa.inbound`` of a live worker (``app.recent_start``): a consumer group with no
+committed offset there starts at the first record younger than ``ignore_older_than_s``
+(Kafka's offsets-for-times), since nothing older would be answered. With the long
+retention replays need, the beginning can be days of traffic, all of it re-judged
+(dead letters too) before the first new message is answered.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
 
 
 class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -40,10 +50,47 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         unset = [
             tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs
         ]
-        if unset:
+        recent: dict[str, float] = getattr(self.app, "recent_start", {})
+        from_start = [tp for tp in unset if tp.topic not in recent]
+        if from_start:
             consumer = self._ensure_consumer()
-            await self.call_thread(consumer.seek_to_beginning, *unset)
+            await self.call_thread(consumer.seek_to_beginning, *from_start)
+        if len(from_start) < len(unset):
+            await self.call_thread(
+                self._seek_to_recent, [tp for tp in unset if tp.topic in recent], recent
+            )
         return committed
+
+    async def _seek_to_recent(self, partitions: list[Any], recent: Mapping[str, float]) -> None:
+        """Seek each partition to its first record younger than ``recent[topic]`` seconds,
+        or to its end when there is none (``AIOKafkaConsumer.offsets_for_times``)."""
+        consumer = self._ensure_consumer()
+        now_ms = time.time() * 1000
+        try:
+            found = await consumer.offsets_for_times(
+                {tp: int(now_ms - recent[tp.topic] * 1000) for tp in partitions}
+            )
+        except Exception as exc:  # a broker without timestamp look-ups: read it all
+            log.warning("offsets-for-times failed (%r): reading %s from its start", exc, partitions)
+            await consumer.seek_to_beginning(*partitions)
+            return
+        at_end = []
+        for tp in partitions:
+            position = found.get(tp)
+            if position is None:
+                at_end.append(tp)
+            else:
+                consumer.seek(tp, position.offset)
+            log.info(
+                "no committed offset on %s[%d]: starting at %s (nothing older than %gs is "
+                "answered; WABOT_IGNORE_OLDER_THAN_S)",
+                tp.topic,
+                tp.partition,
+                "its end" if position is None else f"offset {position.offset}",
+                recent[tp.topic],
+            )
+        if at_end:
+            await consumer.seek_to_end(*at_end)
 
 
 class TunedConsumer(faust_aiokafka.Consumer):

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.llm_standin import StandinConfig, ThreadedStandin, run_in_thread
-from pipeline.settings import topic_keys
+from pipeline.settings import INTERNAL_TOPICS, topic_keys
 from schemas import InboundMessage
 from tests.conftest import REPO, Broker
 from tests.workers import WorkerProcess
@@ -51,11 +51,17 @@ class Conversation:
         run = uuid.uuid4().hex[:8]
         self.broker = broker
         self.tmp_path = tmp_path
-        self.topics = {name: f"t{run}.{name}" for name in topic_keys()}
+        self.app_id = f"conv-{run}"
+        names = {name: f"t{run}.{name}" for name in topic_keys()}
+        #: The topics' names as the worker uses them (internal ones carry the app id).
+        self.topics = {
+            name: f"{self.app_id}-{value}" if name in INTERNAL_TOPICS else value
+            for name, value in names.items()
+        }
         self.standin: ThreadedStandin = run_in_thread(StandinConfig())
         self.env = {
             "WABOT_BROKER_URL": broker.url,
-            "WABOT_APP_ID": f"conv-{run}",
+            "WABOT_APP_ID": self.app_id,
             "WABOT_DATA_DIR": str(tmp_path / "data"),
             "WABOT_TOPIC_PARTITIONS": "4",
             "WABOT_LLM_BASE_URL": self.standin.base_url,
@@ -63,7 +69,7 @@ class Conversation:
             "WABOT_BURST_QUIET_S": "0",
             "WABOT_RATE_CHAT_PER_MINUTE": "0",
             "WABOT_RATE_SENDER_PER_DAY": "0",
-            **{f"WABOT_TOPIC_{k.upper()}": v for k, v in self.topics.items()},
+            **{f"WABOT_TOPIC_{k.upper()}": v for k, v in names.items()},
             **settings,
         }
         self.workers: list[WorkerProcess] = []
