@@ -83,3 +83,11 @@ def register_commands(app: Any, settings: Settings) -> None:
             click.echo(line, err=line.startswith("error:"))
         if report.exit_code:
             sys.exit(report.exit_code)
+
+    from pipeline.rebuild import register_rebuild_command
+
+    register_rebuild_command(app, settings)
+
+    from pipeline.replay.command import register_replay_commands
+
+    register_replay_commands(app, settings)
