@@ -14,7 +14,7 @@ from schemas.chat_state import ChatState
 from schemas.dead_letter import DeadLetter
 from schemas.delivery import DeliveryReceipt, DeliveryStatus
 from schemas.gateway_event import GatewayEvent, GatewayEventKind, GatewayState
-from schemas.inbound import InboundMessage, MediaInfo, MessageType
+from schemas.inbound import InboundEvent, InboundMessage, MediaInfo, MessageType
 from schemas.llm import LLMCall, LLMCallStatus
 from schemas.llm_result import LLMResult
 from schemas.outbound import OutboundKind, OutboundMessage
@@ -48,6 +48,7 @@ __all__ = [
     "GatewayEvent",
     "GatewayEventKind",
     "GatewayState",
+    "InboundEvent",
     "InboundMessage",
     "InvalidChatIdError",
     "LLMCall",

@@ -10,25 +10,53 @@ from schemas.base import Record
 from schemas.chat_ids import is_group
 from schemas.fields import ChatId, UtcDatetime, utc_now
 
-__all__ = ["InboundMessage", "MediaInfo", "MessageType"]
+__all__ = ["InboundEvent", "InboundMessage", "MediaInfo", "MessageType"]
 
-#: WhatsApp Web's message types; anything else arrives as ``unknown``.
+#: WhatsApp Web's message types: WA-JS's ``MSG_TYPE`` enum (src/whatsapp/enums/MSG_TYPE.ts,
+#: 4.6.0) plus the types its source uses besides (``poll_creation``, ``event_creation``,
+#: ``ptv``); anything else arrives as ``unknown``.
 MessageType = Literal[
     "chat",
     "image",
     "video",
     "audio",
     "ptt",
+    "ptv",
     "document",
     "sticker",
     "location",
     "vcard",
+    "multi_vcard",
     "revoked",
     "ciphertext",
     "reaction",
     "poll_creation",
+    "event_creation",
+    "protocol",
+    "gp2",
+    "notification",
+    "notification_template",
+    "group_notification",
+    "broadcast_notification",
+    "e2e_notification",
+    "call_log",
+    "payment",
+    "oversized",
+    "groups_v4_invite",
+    "hsm",
+    "template_button_reply",
+    "product",
+    "order",
+    "list",
+    "list_response",
+    "interactive",
+    "buttons_response",
+    "native_flow",
     "unknown",
 ]
+
+#: What an inbound record reports: a new message, or a change to an earlier one.
+InboundEvent = Literal["message", "edit", "revoke", "reaction"]
 
 
 class MediaInfo(BaseModel):
@@ -55,6 +83,21 @@ class InboundMessage(Record):
     decrypted message share one id).
     """
 
+    schema_version: int = Field(2, ge=1)
+    event: InboundEvent = Field(
+        "message",
+        description="message: a new message; edit: body is the new text of target_message_id; "
+        "revoke: target_message_id was deleted for everyone; reaction: `reaction` was put on "
+        "target_message_id (empty: taken back). message_id is then the event's own id",
+    )
+    target_message_id: str | None = Field(
+        None, min_length=1, description="the message an edit, revoke or reaction is about"
+    )
+    reaction: str | None = Field(None, description="the reaction's emoji; empty when taken back")
+    subtype: str | None = Field(
+        None, description="WhatsApp's subtype (gp2: add, remove, ...; protocol: message_edit, ...)"
+    )
+    quoted_from_me: bool = Field(False, description="the quoted message is one of ours")
     account_id: ChatId = Field(description="our own WhatsApp id")
     message_id: str = Field(min_length=1, description="the inner id.id of the message key")
     serialized_id: str | None = Field(None, description="id._serialized, when WhatsApp gave one")
@@ -88,6 +131,11 @@ class InboundMessage(Record):
             )
         if self.has_media and self.media is None:
             raise ValueError("has_media is true but media is missing")
+        if (self.event == "message") == (self.target_message_id is not None):
+            raise ValueError(
+                "target_message_id is required for an edit, revoke or reaction, "
+                "and only for those"
+            )
         if self.sent_by_bot and not self.from_me:
             raise ValueError("sent_by_bot requires from_me: the bot sends from our own account")
         return self
