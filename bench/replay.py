@@ -74,7 +74,8 @@ def replay(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
         [faust, "-A", "pipeline", "replay", "--since", "-6h", "--stall-timeout", "120"],
         cwd=REPO,
-        env={**os.environ, **env},
+        # INFO: the replay worker's "worker ready in" line is read below.
+        env={**os.environ, **env, "WABOT_LOG_LEVEL": "INFO"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -102,7 +103,7 @@ def replay(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
         "worker_ready_s": ready_s,
         "per_s_with_start": round(turns / seconds, 1),
         "per_s_after_ready": round(turns / max(seconds - ready_s, 0.001), 1),
-        "summary": proc.stdout.strip().splitlines()[-3:],
+        "summary": proc.stdout.strip().splitlines()[-4:],
     }
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -178,6 +179,10 @@ class PipelineWorker(faust.Worker):
     anything not committed is replayed on restart and the sink skips what it already sent.
     """
 
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        _exit_if_ports_taken(app.settings, app.conf.web_port)
+        super().__init__(app, *args, **kwargs)
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
 
@@ -197,6 +202,27 @@ class PipelineWorker(faust.Worker):
         watchdog.daemon = True
         watchdog.start()
         super()._schedule_shutdown(signum)
+
+
+def _exit_if_ports_taken(settings: Settings, web_port: int) -> None:
+    """Exit 2 with one line when a port the worker must listen on is taken (another worker,
+    say): Faust would die with a traceback from deep inside aiohttp."""
+    name = "WABOT_WEB_PORT" if web_port == settings.web_port else "WABOT_GATEWAY_WEB_PORT"
+    ports = [(web_port, name)]
+    if settings.gateway_lookalike and settings.lookalike_port:
+        ports.append((settings.lookalike_port, "WABOT_LOOKALIKE_PORT"))
+    for port, name in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.web_host, port))
+            except OSError:
+                print(
+                    f"wabot: port {port} ({name}) on {settings.web_host} is in use; is another "
+                    f"worker running? Stop it, or set {name} to a free port",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2) from None
 
 
 def _end_now(reason: str) -> None:

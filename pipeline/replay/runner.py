@@ -484,7 +484,12 @@ async def run_replay(
         return 0
     except BaseException:
         run.stop_worker()
-        if run.state.status not in ("done", "interrupted"):
+        if run.state.status == "copying":
+            # Nothing ran yet (a selection that matches nothing, say): leave no trace.
+            with contextlib.suppress(Exception):
+                await run.cleanup()
+            shutil.rmtree(run.folder, ignore_errors=True)
+        elif run.state.status not in ("done", "interrupted"):
             run.state.status = "failed"
             run.save()
         raise

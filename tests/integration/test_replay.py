@@ -259,8 +259,12 @@ def test_ctrl_c_keeps_the_run_for_resume(recording: Recording) -> None:
 def test_a_bad_selection_is_one_clear_line(
     recording: Recording, args: list[str], env: dict[str, str], says: str
 ) -> None:
+    before = set(recording.runs())
     proc = recording.replay(*args, env=env)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, (out, err)
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("replay: ") and says in lines[0], err
+    # Nothing is left behind: no run folder, no topic of a namespace.
+    assert set(recording.runs()) == before
+    assert recording.topics_with(f"{recording.conv.app_id}-replay-") == []
