@@ -53,8 +53,9 @@ class Progress:
         fraction = done / total if total else 1.0
         filled = int(fraction * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
+        speed = f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
         self.line = (
-            f"replay {self.label} [{bar}] {done:,}/{total:,} records {rate:,.0f}/s {eta}, "
+            f"replay {self.label} [{bar}] {done:,}/{total:,} records {speed}/s {eta}, "
             f"turns answered {answered:,}/{turns:,}"
         )
         if self.tty:
