@@ -248,8 +248,8 @@ def test_the_dockerfile_copies_everything_pip_install_needs() -> None:
     readme = pyproject["project"].get("readme")
     if isinstance(readme, str):
         needed.add(readme)
-    packages = pyproject.get("tool", {}).get("setuptools", {}).get("packages", [])
-    needed |= {p.split(".")[0] for p in packages}
+    found = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed |= {pattern.split(".")[0].rstrip("*") for pattern in found}
     missing = sorted(needed - copied)
     assert not missing, f"{dockerfile.name} must COPY {missing} for 'pip install .' to work"
 
