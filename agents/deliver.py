@@ -5,10 +5,12 @@ replies of a chat go out in the order respond wrote them; pacing between sends i
 gateway's job (a bot that sends faster than a person types gets banned anyway).
 
 Nothing sent twice: an outbound_id already in the ``sent_messages`` table is skipped; one
-that is not gets a WhatsApp message id derived from it, and the gateway looks for that id
-in the chat before sending (the case where the process died after the send but before the
-table write). The table entry is written in stream context and Faust flushes changelog
-writes before it commits the record's offset.
+that is not is sent asking for a WhatsApp message id derived from it, and the gateway looks
+in the chat before sending for that id or, since WhatsApp Web may assign its own, for the
+text sent since the record was created (the case where the process died after the send but
+before the table write). The table records the id the message really has (the send's
+``wa_message_id``), so acks and echoes find it. The entry is written in stream context and
+Faust flushes changelog writes before it commits the record's offset.
 
 Nothing lost: while the page is not ready, the agent waits inside the record, so the
 record is neither acked nor committed; a restart delivers it again.

@@ -36,6 +36,9 @@ GATEWAY_FUNCTIONS: tuple[str, ...] = (
     "WPP.chat.getMessages",
     "WPP.chat.list",
     "WPP.chat.markIsRead",
+    "WPP.conn.getMyUserLid",
+    "WPP.contact.getPnLidEntry",
+    "WPP.contact.list",
 )
 """Every ``window.WPP`` function the gateway calls."""
 

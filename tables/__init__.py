@@ -3,6 +3,7 @@
 from tables.chat_state import chat_state_table
 from tables.global_counts import GlobalCounts
 from tables.guard_state import GuardState, PendingBurst, guard_state_table
+from tables.lid_map import LidMap, lid_map_table
 from tables.ping_counts import ping_counts
 from tables.rate_counters import Counter, rate_counters_table
 from tables.sender_replies import count_reply, replies_to, sender_replies_table
@@ -16,6 +17,7 @@ __all__ = [
     "Counter",
     "GlobalCounts",
     "GuardState",
+    "LidMap",
     "PendingBurst",
     "TypedTable",
     "WindowEntry",
@@ -23,6 +25,7 @@ __all__ = [
     "count_reply",
     "estimate_tokens",
     "guard_state_table",
+    "lid_map_table",
     "ping_counts",
     "rate_counters_table",
     "remember_sent",

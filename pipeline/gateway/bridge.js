@@ -48,6 +48,9 @@
       isNewMsg: m.isNewMsg !== false,
       mentioned: Array.from(mentioned).map(wid).filter(Boolean),
       quotedId: m.quotedStanzaID || read(() => m.quotedMsgId && m.quotedMsgId.id) || null,
+      quotedParticipant: wid(read(() => m.quotedParticipant)),
+      quotedFromMe: read(() => m.quotedMsgId && m.quotedMsgId.fromMe) === true,
+      subtype: typeof m.subtype === 'string' ? m.subtype : null,
       isMedia: read(() => m.isMedia) === true,
       mimetype: m.mimetype || null,
       size: typeof m.size === 'number' ? m.size : null,
@@ -64,6 +67,41 @@
     W.on('chat.new_message', (m) => emit('message', plain(m)));
     W.on('chat.msg_ack_change', (e) =>
       emit('ack', { ack: e.ack, chat: wid(e.chat), ids: (e.ids || []).map((k) => k.id) }),
+    );
+    // An edit: WA-JS hands over the original message, its body already the new text.
+    W.on('chat.msg_edited', (e) => {
+      const m = e && e.msg;
+      if (!m) return;
+      emit('edit', {
+        ...plain(m),
+        editT: read(() => Number(m.latestEditSenderTimestampMs)) || null,
+        editId: read(() => m.latestEditMsgKey.id) || null,
+      });
+    });
+    // A delete for everyone: refId is the deleted message, id the protocol message's own key.
+    W.on('chat.msg_revoke', (e) =>
+      emit('revoke', {
+        target: read(() => e.refId.id) || null,
+        id: read(() => e.id.id) || null,
+        chat: wid(read(() => e.refId.remote)) || wid(read(() => e.id.remote)),
+        fromMe: read(() => e.id.fromMe) === true,
+        from: wid(e.from),
+        to: wid(e.to),
+        author: wid(e.author),
+        revokeType: e.type || 'revoke',
+      }),
+    );
+    // A reaction on msgId; an empty reactionText takes it back.
+    W.on('chat.new_reaction', (e) =>
+      emit('reaction', {
+        id: read(() => e.id.id) || null,
+        target: read(() => e.msgId.id) || null,
+        chat: wid(read(() => e.msgId.remote)),
+        fromMe: read(() => e.id.fromMe) === true,
+        sender: wid(e.sender),
+        reaction: typeof e.reactionText === 'string' ? e.reactionText : '',
+        t: typeof e.timestamp === 'number' ? e.timestamp : null,
+      }),
     );
     W.on('conn.auth_code_change', (code) => emit('qr', code ? code.fullCode : null));
     W.on('conn.authenticated', () => emit('authenticated'));
@@ -93,6 +131,7 @@
         authenticated: flag(() => conn.isAuthenticated()),
         mainReady: flag(() => conn.isMainReady()),
         me: wid(read(() => conn.getMyUserId())),
+        meLid: wid(read(() => conn.getMyUserLid())), // WA-JS conn.getMyUserLid (throws without)
         streamMode: read(() => String(W.whatsapp.Stream.mode)) || null,
       };
     },
@@ -100,7 +139,10 @@
       const code = await window.WPP.conn.getAuthCode();
       return code ? code.fullCode : null;
     },
-    /** Sends with our own message id, so a resend after a crash can be recognised. */
+    /**
+     * Sends asking for our own message id, so a resend after a crash can be recognised. A
+     * WhatsApp Web may assign its own id instead: ``id`` is the serialized key WA-JS returns.
+     */
     async send(chat, text, messageId, delayMs) {
       const result = await window.WPP.chat.sendTextMessage(chat, text, {
         messageId: `true_${chat}_${messageId}`,
@@ -113,15 +155,51 @@
       const outcome = read(() => result.sendMsgResult.messageSendResult) || null;
       return { id, ack: result.ack, result: outcome };
     },
-    /** True when one of the chat's last ``count`` messages has the id ``messageId``. */
-    async hasMessage(chat, messageId, count) {
+    /** Our own messages among the chat's last ``count``: ``[{id, body, t}]``, oldest first. */
+    async recentOwn(chat, count) {
       let messages;
       try {
         messages = await window.WPP.chat.getMessages(chat, { count });
       } catch (e) {
-        return false; // no such chat yet: nothing was sent to it
+        return []; // no such chat yet: nothing was sent to it
       }
-      return messages.some((m) => m.id && m.id.id === messageId);
+      return messages
+        .filter((m) => m.id && m.id.fromMe)
+        .map((m) => ({ id: m.id.id, body: typeof m.body === 'string' ? m.body : '', t: m.t }));
+    },
+    /**
+     * LID <-> phone number pairs WA-JS knows for ``ids`` (WPP.contact.getPnLidEntry, which
+     * answers @lid from WhatsApp's cache): ``[{lid, phoneNumber}]``, only complete pairs.
+     */
+    async lidEntries(ids) {
+      const contact = window.WPP.contact;
+      if (!contact || typeof contact.getPnLidEntry !== 'function') return [];
+      const found = [];
+      for (const id of ids) {
+        try {
+          const entry = await contact.getPnLidEntry(id);
+          const lid = entry && entry.lid && entry.lid._serialized;
+          const phone = entry && entry.phoneNumber && entry.phoneNumber._serialized;
+          if (lid && phone) found.push({ lid, phoneNumber: phone });
+        } catch (e) {
+          /* not a person, or unknown: stays as it is */
+        }
+      }
+      return found;
+    },
+    /** Pairs from the contact list (ContactModel's lid / phoneNumber), at most ``limit``. */
+    async contactLids(limit) {
+      const contact = window.WPP.contact;
+      if (!contact || typeof contact.list !== 'function') return [];
+      const found = [];
+      for (const c of await contact.list()) {
+        const id = wid(c.id);
+        const lid = wid(read(() => c.lid)) || (id && id.endsWith('@lid') ? id : null);
+        const phone = wid(read(() => c.phoneNumber)) || (id && id.endsWith('@c.us') ? id : null);
+        if (lid && phone) found.push({ lid, phoneNumber: phone });
+        if (found.length >= limit) break;
+      }
+      return found;
     },
     /** Unread messages of every chat, oldest first: what arrived while nobody listened. */
     async unread(perChat) {

@@ -163,6 +163,10 @@ class WhatsAppPage:
         return str(code) if code else None
 
     async def send(self, chat: str, text: str, message_id: str, typing_ms: int) -> dict[str, Any]:
+        """``WPP.chat.sendTextMessage`` asking for ``message_id`` (an inner id) and waiting for
+        the server's ack; returns ``{id, ack, result}`` where ``id`` is the serialized key WA-JS
+        resolved with (WhatsApp Web may have assigned its own id) and ``result`` its
+        ``messageSendResult``. Raises :class:`WhatsAppRefusedError` or :class:`PageGoneError`."""
         result = await self.call(
             "([chat, text, id, delay]) => window.__wabot.send(chat, text, id, delay)",
             chat,
@@ -172,15 +176,23 @@ class WhatsAppPage:
         )
         return dict(result)
 
-    async def has_message(self, chat: str, message_id: str, count: int = 50) -> bool:
-        return bool(
-            await self.call(
-                "([chat, id, count]) => window.__wabot.hasMessage(chat, id, count)",
-                chat,
-                message_id,
-                count,
-            )
+    async def recent_own(self, chat: str, count: int = 50) -> list[dict[str, Any]]:
+        """Our own messages among the chat's last ``count`` (``WPP.chat.getMessages``), as
+        ``[{id, body, t}]`` (inner id, text, seconds); empty when the chat does not exist."""
+        found = await self.call(
+            "([chat, count]) => window.__wabot.recentOwn(chat, count)", chat, count
         )
+        return [dict(m) for m in found or []]
+
+    async def lid_entries(self, ids: list[str]) -> list[tuple[str, str]]:
+        """``(lid, phone id)`` pairs WA-JS knows for ``ids`` (``WPP.contact.getPnLidEntry``)."""
+        found = await self.call("([ids]) => window.__wabot.lidEntries(ids)", ids)
+        return _pairs(found)
+
+    async def contact_lids(self, limit: int = 5000) -> list[tuple[str, str]]:
+        """``(lid, phone id)`` pairs of the contact list (``WPP.contact.list``)."""
+        found = await self.call("([n]) => window.__wabot.contactLids(n)", limit)
+        return _pairs(found)
 
     async def unread(self, per_chat: int) -> list[dict[str, Any]]:
         if per_chat <= 0:
@@ -197,6 +209,14 @@ class WhatsAppPage:
             return await self.page.screenshot()
         except PlaywrightError as exc:
             raise PageGoneError(str(exc).splitlines()[0]) from exc
+
+
+def _pairs(found: Any) -> list[tuple[str, str]]:
+    pairs = []
+    for entry in found or []:
+        if isinstance(entry, dict) and entry.get("lid") and entry.get("phoneNumber"):
+            pairs.append((str(entry["lid"]), str(entry["phoneNumber"])))
+    return pairs
 
 
 def _is_gone(exc: PlaywrightError) -> bool:

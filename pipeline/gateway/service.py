@@ -5,10 +5,22 @@ queue; a single pump produces them to ``wa.inbound`` and waits for the broker's 
 marks the chat read. A crash before the ack leaves the message unread, and the catch-up after
 every (re)start fetches unread messages (dedupe in the guard absorbs the overlap).
 
+Inbound events besides new messages: edits (``chat.msg_edited``), deletes for everyone
+(``chat.msg_revoke``) and reactions (``chat.new_reaction``) become ``InboundMessage`` records
+with ``event`` edit / revoke / reaction on ``wa.inbound`` too (see
+:func:`~pipeline.gateway.messages.event_from_page`).
+
+Ids: every ``@lid`` id is resolved through the account's LID map (its own LID from
+``WPP.conn.getMyUserLid``, people's from ``WPP.contact.getPnLidEntry`` and the contact list)
+before a record is produced; new pairs go to the ``lid_map`` changelog table.
+
 Outbound: :meth:`Gateway.send` is called by the deliver agent (``agents/deliver.py``). It waits
-while the page is not ready (the record stays uncommitted), sends under our own derived
-message id, and before every send looks for that id among the chat's last messages, so a
-crash between a send and its record never sends the reply twice.
+while the page is not ready (the record stays uncommitted), asks WA-JS to send under our own
+derived message id, and before every send looks among the chat's last messages for that id
+or, because WhatsApp Web may assign its own id, for our text sent since the record was
+created, so a crash between a send and its record never sends the reply twice. The bot's own
+messages are recognised by the requested id, the returned id, or as the echo of a send in
+flight (:mod:`pipeline.gateway.sends`).
 
 State: starting -> qr -> authenticated -> ready, and disconnected / logged_out / conflict,
 each reported to ``wa.events``. A page crash, a browser crash or a conflict restarts the
@@ -23,7 +35,6 @@ import json
 import logging
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +42,15 @@ from typing import Any, Literal
 from playwright.async_api import BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from pipeline.gateway.messages import inbound_from_page, message_id_for
+from pipeline.gateway.messages import (
+    EVENT_KINDS,
+    event_from_page,
+    find_own_send,
+    inbound_from_page,
+    inner_id,
+    lids_in,
+    message_id_for,
+)
 from pipeline.gateway.page import (
     PageGoneError,
     WhatsAppPage,
@@ -39,6 +58,7 @@ from pipeline.gateway.page import (
     launch_browser,
 )
 from pipeline.gateway.qr import png_qr, terminal_qr
+from pipeline.gateway.sends import OwnSends, SentRef
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from schemas import (
@@ -46,10 +66,11 @@ from schemas import (
     DeliveryReceipt,
     GatewayEvent,
     GatewayState,
+    InboundMessage,
     OutboundMessage,
     canonical_chat_id,
 )
-from tables import sent_as
+from tables import LidMap, sent_as
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +80,12 @@ POLL_S = 1.0
 STABLE_S = 60.0
 #: Sent message ids remembered, to tell the bot's own messages from the owner's.
 REMEMBER_SENT = 10_000
+#: Own messages of a chat looked at before a send, for a copy sent before a crash.
+RECENT_CHECK = 50
+#: A LID WA-JS could not resolve is asked about again after this many seconds.
+LID_RETRY_S = 300.0
+#: Contacts read for LID pairs when the page gets ready.
+CONTACT_LIDS = 5000
 
 
 @dataclass(frozen=True)
@@ -66,15 +93,6 @@ class SendOutcome:
     status: Literal["sent", "duplicate_skipped", "failed"]
     wa_message_id: str | None = None
     reason: str | None = None
-
-
-@dataclass
-class _Sent:
-    outbound_id: str
-    chat_id: str
-    account_id: str
-    trace_id: str
-    ack: int = 0
 
 
 class Gateway:
@@ -93,9 +111,16 @@ class Gateway:
         self.lookalike: Any = None
         self._page: WhatsAppPage | None = None
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._sent: OrderedDict[str, _Sent] = OrderedDict()
+        #: The bot's sends: by requested id, returned id, or echo while in flight.
+        self.own = OwnSends(REMEMBER_SENT)
         #: The sink's sent_messages table (set by the wiring): what earlier runs sent.
         self.sent_table: Any = None
+        #: ``<n>@lid`` -> phone id; the wiring puts the ``lid_map`` table under it.
+        self.lids = LidMap()
+        #: Where new LID pairs go (set by the wiring; an agent writes them to the table).
+        self.lid_topic: Any = None
+        self._lid_asked: dict[str, float] = {}
+        self._stopping = False
         self._last_send_chat: dict[str, float] = {}
         self._last_send = 0.0
         self._ended: asyncio.Event = asyncio.Event()
@@ -195,12 +220,20 @@ class Gateway:
         finally:
             self._page = None
             self.ready.clear()
+            if _cancelling():
+                # The worker is stopping: its producer may be gone already, so the state
+                # is not reported (the next start reports "starting").
+                self._stopping = True
+                self._end_reason = "the gateway stopped"
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if self.state not in ("logged_out", "conflict"):
+            if self._stopping:
+                self.state = "disconnected"
+                log.info("gateway %s: stopped; closing the browser", self.name)
+            elif self.state not in ("logged_out", "conflict"):
                 await self._set_state("disconnected", self._end_reason)
             if context is not None:
                 with contextlib.suppress(Exception):
@@ -245,6 +278,8 @@ class Gateway:
                         chat = await self._inbound(data)
                         if chat is not None and chat not in read:
                             read.append(chat)
+                    elif kind in EVENT_KINDS:
+                        await self._inbound_event(kind, data)
                     else:
                         await self._page_event(page, kind, data)
                 except (PageGoneError, WhatsAppRefusedError) as exc:
@@ -285,7 +320,7 @@ class Gateway:
             return
         if state.get("authenticated") and state.get("mainReady"):
             if self.state != "ready" and state.get("me"):
-                await self._become_ready(page, str(state["me"]))
+                await self._become_ready(page, str(state["me"]), state.get("meLid"))
             return
         if self.state == "ready":
             self.ready.clear()
@@ -295,11 +330,12 @@ class Gateway:
             if code and code != self.qr_code:
                 await self._show_qr(code)
 
-    async def _become_ready(self, page: WhatsAppPage, me: str) -> None:
+    async def _become_ready(self, page: WhatsAppPage, me: str, me_lid: object = None) -> None:
         self.account_id = canonical_chat_id(me)
         self.qr_code = None
         if self.state != "authenticated":
             await self._set_state("authenticated")
+        await self._learn_lids(page, me_lid)
         caught = await page.unread(self.settings.gateway_catchup_messages)
         chats: list[str] = []
         for raw in caught:
@@ -335,27 +371,113 @@ class Gateway:
 
     async def _inbound(self, raw: Any) -> str | None:
         """Produce one page message and wait for the broker; returns its chat for mark-read."""
-        account = self.account_id
-        if account is None and self._page is not None:
-            account = (await self._page.state()).get("me")
+        account = await self._inbound_account()
         if not isinstance(raw, dict) or not account:
             await self._dead_letter(raw, "a message arrived before the account id was known")
             return None
-        sent = self._known(str(raw.get("id")))
+        await self._resolve_lids(raw)
+        quoted = str(raw.get("quotedId") or "")
         try:
             record = inbound_from_page(
                 raw,
-                account_id=str(account),
-                sent_by_bot=sent is not None,
-                trace_id=sent.trace_id if sent is not None else None,
+                account_id=account,
+                sent_by_bot=False,
+                lid_map=self.lids,
+                quoted_from_me=bool(quoted) and self._known(quoted) is not None,
             )
         except ValueError as exc:
             await self._dead_letter(raw, f"invalid message from WhatsApp Web: {exc}")
             return None
+        if record.from_me:
+            sent = self._known(record.message_id) or self.own.echo(
+                record.chat_id, record.body, record.message_id
+            )
+            if sent is not None:
+                record = record.model_copy(update={"sent_by_bot": True, "trace_id": sent.trace_id})
+        await self._produce(record)
+        return None if record.from_me else record.chat_id
+
+    async def _inbound_event(self, kind: str, raw: Any) -> None:
+        """Produce an edit, revoke or reaction as an ``InboundMessage`` with that ``event``."""
+        account = await self._inbound_account()
+        if not isinstance(raw, dict) or not account:
+            await self._dead_letter(raw, f"a {kind} arrived before the account id was known")
+            return
+        await self._resolve_lids(raw)
+        try:
+            record = event_from_page(kind, raw, account_id=account, lid_map=self.lids)
+        except ValueError as exc:
+            await self._dead_letter(raw, f"invalid {kind} from WhatsApp Web: {exc}")
+            return
+        await self._produce(record)
+
+    async def _inbound_account(self) -> str | None:
+        if self.account_id is None and self._page is not None:
+            me = (await self._page.state()).get("me")
+            return str(me) if me else None
+        return self.account_id
+
+    async def _produce(self, record: InboundMessage) -> None:
         key = record.chat_id.encode()
         value = record.model_dump_json().encode()
         await (await self.topics.inbound.send(key=key, value=value))
-        return None if record.from_me else record.chat_id
+
+    # --- LIDs ----------------------------------------------------------------------
+
+    async def _learn_lids(self, page: WhatsAppPage, me_lid: object) -> None:
+        """At ready: the account's own LID (so mentions of it are mentions of us) and the
+        pairs of the contact list."""
+        if me_lid and self.account_id:
+            await self._learn(str(me_lid), self.account_id)
+        try:
+            pairs = await page.contact_lids(CONTACT_LIDS)
+        except (PageGoneError, WhatsAppRefusedError) as exc:
+            log.debug("gateway: contact LIDs not read: %s", exc)
+            return
+        for lid, phone in pairs:
+            await self._learn(lid, phone, wait=False)
+
+    async def _resolve_lids(self, raw: dict[str, Any]) -> None:
+        """Ask WA-JS for the phone id of every LID in ``raw`` the map does not know yet."""
+        page = self._page
+        now = time.monotonic()
+        wanted = [
+            lid
+            for lid in lids_in(raw)
+            if lid not in self.lids and now - self._lid_asked.get(lid, -LID_RETRY_S) >= LID_RETRY_S
+        ]
+        if not wanted or page is None:
+            return
+        try:
+            pairs = await page.lid_entries(wanted)
+        except (PageGoneError, WhatsAppRefusedError) as exc:
+            log.debug("gateway: LIDs not resolved: %s", exc)
+            return
+        for lid, phone in pairs:
+            await self._learn(lid, phone)
+        if len(self._lid_asked) > REMEMBER_SENT:
+            self._lid_asked.clear()  # bounded: unknown LIDs are simply asked again
+        for lid in wanted:
+            if lid not in self.lids:
+                self._lid_asked[lid] = now  # stays an @lid id until WA-JS knows it
+
+    async def _learn(self, lid: str, phone: str, *, wait: bool = True) -> None:
+        """Add a pair to the map; a new one is produced for the ``lid_map`` table."""
+        try:
+            lid, phone = canonical_chat_id(lid), canonical_chat_id(phone)
+        except ValueError:
+            return
+        if not lid.endswith("@lid") or not phone.endswith("@c.us"):
+            return
+        if not self.lids.learn(lid, phone) or self.lid_topic is None:
+            return
+        log.info("gateway: %s is %s", lid, phone)
+        try:
+            sent = await self.lid_topic.send(key=lid.encode(), value=phone.encode())
+            if wait:
+                await sent
+        except Exception as exc:  # the pair stays known to this run; learned again later
+            log.warning("gateway: could not record %s -> %s: %s", lid, phone, exc)
 
     async def _dead_letter(self, raw: Any, reason: str) -> None:
         log.warning("gateway: dead letter: %s", reason)
@@ -391,7 +513,10 @@ class Gateway:
         try:
             await (await self.topics.events.send(key=key, value=event))
         except Exception:  # a state report must never take the gateway down
-            log.exception("gateway: could not write %s to %s", event.kind, "wa.events")
+            if self._stopping:
+                log.info("gateway: %s not reported: the worker is stopping", event.kind)
+            else:
+                log.exception("gateway: could not write %s to %s", event.kind, "wa.events")
 
     async def _acks(self, data: Any) -> None:
         if not isinstance(data, dict) or not data.get("ids") or data.get("ack") is None:
@@ -439,7 +564,11 @@ class Gateway:
                 return self.account_id
 
     async def send(self, message: OutboundMessage) -> SendOutcome:
-        """Send ``message`` once: waits for a ready page, never sends a duplicate."""
+        """Send ``message`` once: waits for a ready page, never sends a duplicate.
+
+        The outcome's ``wa_message_id`` is the id the message has in the chat: the one WA-JS
+        returned (WhatsApp Web may not keep the id we asked for), or the one found there.
+        """
         attempts = 0
         chat = message.chat_id
         async with self._send_lock:
@@ -450,15 +579,22 @@ class Gateway:
                     await asyncio.sleep(0.1)
                     continue
                 wa_id = message_id_for(account, message.outbound_id)
+                flight = None
                 try:
-                    if await page.has_message(chat, wa_id):
-                        return SendOutcome("duplicate_skipped", wa_id, "already in the chat")
+                    found = await self._already_sent(page, message, wa_id)
+                    if found is not None:
+                        return SendOutcome("duplicate_skipped", found, "already in the chat")
                     await self._pace(chat)
-                    self._remember(wa_id, message, account)
-                    await page.send(chat, message.text, wa_id, self._typing_ms(message.text))
+                    ref = SentRef(message.outbound_id, chat, account, message.trace_id)
+                    flight = self.own.begin(chat, message.text, ref, wa_id)
+                    result = await page.send(
+                        chat, message.text, wa_id, self._typing_ms(message.text)
+                    )
+                    sent_as_id = self.own.finish(flight, inner_id(str(result.get("id") or "")))
+                    flight = None
                     now = time.monotonic()
                     self._last_send_chat[chat] = self._last_send = now
-                    return SendOutcome("sent", wa_id)
+                    return SendOutcome("sent", sent_as_id)
                 except PageGoneError as exc:
                     log.warning("gateway: page gone while sending %s: %s", message.outbound_id, exc)
                     await self._wait_not_ready(page)
@@ -473,6 +609,28 @@ class Gateway:
                         attempts,
                     )
                     await asyncio.sleep(min(2**attempts, 30))
+                finally:
+                    if flight is not None:
+                        self.own.abort(flight)
+
+    async def _already_sent(
+        self, page: WhatsAppPage, message: OutboundMessage, wa_id: str
+    ) -> str | None:
+        """The id under which ``message`` is already in its chat (sent before a crash), found
+        by the id we asked for or by its text since the record's creation."""
+
+        def taken(found: str) -> bool:
+            known = self._known(found)
+            return known is not None and known.outbound_id != message.outbound_id
+
+        recent = await page.recent_own(message.chat_id, RECENT_CHECK)
+        return find_own_send(
+            recent,
+            wa_id=wa_id,
+            text=message.text,
+            since=message.created_at.timestamp(),
+            taken=taken,
+        )
 
     async def _wait_not_ready(self, page: WhatsAppPage) -> None:
         """After a failed call, wait until this page is replaced or confirmed alive."""
@@ -480,30 +638,22 @@ class Gateway:
         while self._page is page and not page.page.is_closed() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
 
-    def _remember(self, wa_id: str, message: OutboundMessage, account: str) -> None:
-        self._keep(wa_id, _Sent(message.outbound_id, message.chat_id, account, message.trace_id))
-
-    def _keep(self, wa_id: str, sent: _Sent) -> None:
-        self._sent[wa_id] = sent
-        while len(self._sent) > REMEMBER_SENT:
-            self._sent.popitem(last=False)
-
-    def _known(self, wa_id: str) -> _Sent | None:
+    def _known(self, wa_id: str) -> SentRef | None:
         """What we sent as ``wa_id``: remembered since this start, or in the sink's table
         (sent before a restart, whose acks and echoes still arrive)."""
-        sent = self._sent.get(wa_id)
+        sent = self.own.get(wa_id)
         if sent is not None or self.sent_table is None:
             return sent
         found = sent_as(self.sent_table, wa_id)
         if found is None:
             return None
         try:
-            sent = _Sent(
+            sent = SentRef(
                 found["outbound_id"], found["chat_id"], found["account_id"], found["trace_id"]
             )
         except KeyError:
             return None
-        self._keep(wa_id, sent)
+        self.own.keep(wa_id, sent)
         return sent
 
     def _typing_ms(self, text: str) -> int:
@@ -543,3 +693,9 @@ class Gateway:
             return await self._page.screenshot()
         except PageGoneError:
             return None
+
+
+def _cancelling() -> bool:
+    """True inside a task that is being cancelled (the worker stopping)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

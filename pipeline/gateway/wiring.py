@@ -1,4 +1,5 @@
-"""Puts the gateway into an app: the deliver agent, its sent table, the session task, views."""
+"""Puts the gateway into an app: the deliver agent, its sent table, the LID map, the session
+task, views."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def install_gateway(app: Any, settings: Settings) -> Gateway:
     t = app.topics_
     gateway = Gateway(settings, t)
     gateway.sent_table = tables.sent_messages_table(app, settings.topic_partitions)
+    _install_lid_map(app, settings, gateway)
     agents.deliver.register(
         app,
         source=raw_source(app, settings, settings.topic_outbound),
@@ -48,3 +50,30 @@ def install_gateway(app: Any, settings: Settings) -> Gateway:
         return web.bytes(image, content_type="image/png")
 
     return gateway
+
+
+def _install_lid_map(app: Any, settings: Settings, gateway: Gateway) -> None:
+    """The ``lid_map`` table, the topic ``<app id>-lid-pairs`` that feeds it and its agent.
+
+    The gateway learns pairs outside stream context, where a table cannot be written; it
+    produces each new pair (key: the lid, value: the phone id) and this agent writes it,
+    keyed alike, so the table's partition is the topic's.
+    """
+    table = tables.lid_map_table(app, settings.topic_partitions)
+    topic = app.topic(
+        f"{app.conf.id}-lid-pairs",
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+    app.extra_topics.append(topic)
+    gateway.lids = tables.LidMap(table)
+    gateway.lid_topic = topic
+
+    @app.agent(topic, name="lid_map")
+    async def lid_pairs(stream: Any) -> None:
+        async for event in stream.events():
+            key, value = event.key, event.value
+            if not isinstance(key, bytes) or not isinstance(value, bytes):
+                continue
+            table[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")

@@ -17,7 +17,15 @@ look-alike useful for tests is that it keeps WhatsApp's awkward properties:
 - acks come later and separately (1 when the page sends, 2 after ``ack_delay_s``, 3 when the
   customer reads), so "sent but not delivered" can be observed and scripted;
 - logins survive reloads through a session token in the page's ``localStorage`` (a persistent
-  browser profile keeps it), and a logout on the server invalidates it.
+  browser profile keeps it), and a logout on the server invalidates it;
+- ``keep_message_ids=False`` makes ``sendTextMessage`` ignore the ``messageId`` it is asked for
+  and assign its own id, as a WhatsApp Web may: the echo (``chat.new_message``, ``fromMe``)
+  then arrives before the call returns, under an id the caller never chose;
+- people have ``@lid`` ids besides their phone ids (``WPP.contact.getPnLidEntry``, the
+  account's own ``WPP.conn.getMyUserLid``), and a message can arrive a second time under the
+  sender's LID;
+- people edit, delete for everyone and react (``chat.msg_edited``, ``chat.msg_revoke``,
+  ``chat.new_reaction``).
 
 Page <-> server traffic: the page listens on ``GET /events`` (Server-Sent Events) and calls
 ``/api/*`` with its session token and connection id in headers. Run it in the foreground with
@@ -106,6 +114,10 @@ class LookalikeConfig:
     me: str = "10000@c.us"
     """The bot's account, what ``WPP.conn.getMyUserId()`` returns once logged in."""
     me_name: str = "Lookalike Bot"
+    me_lid: str | None = "190000000000001@lid"
+    """The account's LID (``WPP.conn.getMyUserLid()``); group members may mention it."""
+    keep_message_ids: bool = True
+    """False: ``sendTextMessage`` ignores its ``messageId`` option and assigns its own id."""
     ack_delay_s: float | None = 0.3
     """Seconds from ack 1 (sent) to ack 2 (delivered); ``None``: never delivered."""
     qr_refresh_s: float = 20.0
@@ -166,6 +178,11 @@ def _qr_svg(data: str) -> str:
         )
     image = qrcode.make(data, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
     return str(image.to_string(encoding="unicode"))
+
+
+def _new_inner_id() -> str:
+    """The id of a protocol message or reaction, shaped like a phone's (``3A`` + hex)."""
+    return "3A" + secrets.token_hex(9).upper()
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -241,8 +258,14 @@ class Lookalike:
 
     def __init__(self, config: LookalikeConfig | None = None) -> None:
         self.config = config if config is not None else LookalikeConfig()
-        self.world = World(self.config.me, self.config.me_name, seed=self.config.seed)
+        self.world = World(
+            self.config.me,
+            self.config.me_name,
+            me_lid=self.config.me_lid,
+            seed=self.config.seed,
+        )
         self._ack_delay_s = self.config.ack_delay_s
+        self._keep_message_ids = self.config.keep_message_ids
         self._session: str | None = None
         self._auth: dict[str, Any] | None = None
         self._conns: dict[str, _PageConn] = {}
@@ -334,6 +357,8 @@ class Lookalike:
         r.add_get("/api/chats", self._api_chats)
         r.add_get("/api/messages", self._api_messages)
         r.add_get("/api/message", self._api_message)
+        r.add_get("/api/lid", self._api_lid)
+        r.add_get("/api/contacts", self._api_contacts)
         r.add_post("/control/message", self._control_message)
         r.add_post("/control/owner", self._control_owner)
         r.add_post("/control/group", self._control_group)
@@ -344,6 +369,9 @@ class Lookalike:
         r.add_post("/control/read", self._control_read)
         r.add_post("/control/reset", self._control_reset)
         r.add_post("/control/config", self._control_config)
+        r.add_post("/control/edit", self._control_edit)
+        r.add_post("/control/revoke", self._control_revoke)
+        r.add_post("/control/react", self._control_react)
         r.add_get("/control/state", self._control_state)
         r.add_get("/control/events", self._phone_events)
         r.add_static("/static/", STATIC_DIR)
@@ -375,6 +403,7 @@ class Lookalike:
                 "connections": [c.to_json() for c in self._conns.values()],
             },
             "ack_delay_s": self._ack_delay_s,
+            "keep_message_ids": self._keep_message_ids,
             **self.world.snapshot(),
         }
 
@@ -393,9 +422,12 @@ class Lookalike:
         filename: str | None = None,
         size: int | None = None,
         ciphertext_s: float | None = None,
+        twice_as_lid: bool = False,
     ) -> Message:
         """A customer (or group member ``author``) writes; ``ciphertext_s`` first delivers an
-        undecrypted placeholder with the same id, decrypted that many seconds later."""
+        undecrypted placeholder with the same id, decrypted that many seconds later;
+        ``twice_as_lid`` delivers the message a second time with the writer's ``@lid`` in place
+        of their phone id (the chat's, in a 1:1 chat), as some WhatsApp builds do."""
         message = self.world.add_message(
             chat,
             "customer",
@@ -411,6 +443,8 @@ class Lookalike:
             size=size,
         )
         self._publish_message(message)
+        if twice_as_lid:
+            self._publish_as_lid(message)
         if ciphertext_s is not None:
             self._later(
                 ciphertext_s,
@@ -426,6 +460,50 @@ class Lookalike:
         self._publish_message(message)
         self._schedule_delivery(message)
         return message
+
+    def edit(self, key: str, body: str) -> Message:
+        """The writer edits a text message: ``chat.msg_edited`` on a ready page."""
+        message = self.world.edit_message(key, body)
+        self._publish_change("edit", message)
+        return message
+
+    def revoke(self, key: str) -> Message:
+        """The writer deletes a message for everyone: ``chat.msg_revoke`` on a ready page."""
+        message = self.world.revoke_message(key)
+        self._publish_change("revoke", message, revoke_id=_new_inner_id())
+        return message
+
+    def react(self, key: str, reaction: str, sender: str | None = None) -> Message:
+        """``sender`` (default: the 1:1 chat's person, a group's first member) reacts;
+        ``''`` takes the reaction back: ``chat.new_reaction`` on a ready page."""
+        target = self.world.find_message(key)
+        if target is None:
+            raise WorldError(f"no such message: {key!r}")
+        chat = self.world.chat(target.chat)
+        if sender is None:
+            sender = (
+                (chat.participants[0] if chat.participants else None) if chat.is_group else chat.id
+            )
+            if sender is None:
+                raise WorldError(f"group {chat.id} has no members; name the sender")
+        message = self.world.react(key, reaction, sender)
+        self._publish_change(
+            "reaction",
+            message,
+            reaction={
+                "id": _new_inner_id(),
+                "sender": sender,
+                "text": reaction,
+                "t_ms": int(time.time() * 1000),
+            },
+        )
+        return message
+
+    def set_keep_message_ids(self, keep: bool) -> None:
+        """Whether ``sendTextMessage`` keeps the ``messageId`` it is asked for."""
+        self._keep_message_ids = keep
+        for conn in self._conns.values():
+            conn.push("config", {"keep_message_ids": keep})
 
     def scan(self) -> None:
         """The phone scans the QR code shown by the most recently opened page."""
@@ -443,7 +521,12 @@ class Lookalike:
             self._new_qr()
         conn.push(
             "authenticated",
-            {"token": self._session, "me": self.world.me, "me_name": self.world.me_name},
+            {
+                "token": self._session,
+                "me": self.world.me,
+                "me_lid": self.world.me_lid,
+                "me_name": self.world.me_name,
+            },
         )
         self._phones_changed()
 
@@ -549,6 +632,42 @@ class Lookalike:
                     "chat": self._chat_json(self.world.chat(message.chat)),
                     "live": live,
                 },
+            )
+        self._phones_changed()
+
+    def _publish_as_lid(self, message: Message) -> None:
+        """The message once more, its writer named by their LID (a 1:1 chat's id too)."""
+        world = self.world
+        lid = world.lid_of(message.sender)
+        if lid is None:
+            raise WorldError(f"{message.sender} has no LID: add the contact with one")
+        data = message.to_json(world)
+        data["sender"] = lid
+        if message.participant:
+            data["author"] = lid
+            data["serialized"] = f"false_{message.chat}_{message.id}_{lid}"
+            chat_json = self._chat_json(world.chat(message.chat))
+        else:
+            data["chat"] = lid
+            data["serialized"] = f"false_{lid}_{message.id}"
+            chat_json = {
+                **self._chat_json(world.chat(message.chat)),
+                "id": lid,
+                "last_message": data,
+            }
+        active = self._active
+        if active is not None:
+            live = active.ready
+            active.push("msg", {"message": data, "chat": chat_json, "live": live})
+
+    def _publish_change(self, kind: str, message: Message, **extra: Any) -> None:
+        """An edit, revoke or reaction: the page updates its model and, when live, emits the
+        WA-JS event."""
+        active = self._active
+        if active is not None:
+            active.push(
+                kind,
+                {"message": message.to_json(self.world), "live": active.ready, **extra},
             )
         self._phones_changed()
 
@@ -679,6 +798,8 @@ class Lookalike:
                 "mode": conn.mode,
                 "me": self.world.me,
                 "me_name": self.world.me_name,
+                "me_lid": self.world.me_lid,
+                "keep_message_ids": self._keep_message_ids,
                 "auth_code": self._auth if conn.mode == "qr" else None,
                 "session_invalid": session_invalid,
                 "logout_reload_ms": int(self.config.logout_reload_s * 1000),
@@ -791,6 +912,24 @@ class Lookalike:
             raise LookalikeError(404, "msg_not_found", "no such message")
         return web.json_response(message.to_json(self.world))
 
+    async def _api_lid(self, request: web.Request) -> web.Response:
+        self._page(request, active=False)
+        user = request.query.get("id", "")
+        if not (user.endswith("@c.us") or user.endswith("@lid")):
+            raise LookalikeError(400, "invalid_wid", f"getPnLidEntry takes @c.us and @lid: {user}")
+        return web.json_response(self.world.pn_lid_entry(user))
+
+    async def _api_contacts(self, request: web.Request) -> web.Response:
+        self._page(request, active=False)
+        world = self.world
+        return web.json_response(
+            [
+                {"id": user, "name": name, "lid": world.lid_of(user)}
+                for user, name in world.contacts.items()
+                if user != world.me
+            ]
+        )
+
     # -- the control API -------------------------------------------------------------------------
 
     async def _control_message(self, request: web.Request) -> web.Response:
@@ -809,7 +948,25 @@ class Lookalike:
             filename=_opt_str(body, "filename"),
             size=int(size) if size is not None else None,
             ciphertext_s=_opt_number(body, "ciphertext_s"),
+            twice_as_lid=body.get("twice_as_lid") is True,
         )
+        return web.json_response(message.to_json(self.world))
+
+    async def _control_edit(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        message = self.edit(_req_str(body, "id"), _req_str(body, "body"))
+        return web.json_response(message.to_json(self.world))
+
+    async def _control_revoke(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        return web.json_response(self.revoke(_req_str(body, "id")).to_json(self.world))
+
+    async def _control_react(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        reaction = body.get("reaction", "")
+        if not isinstance(reaction, str):
+            raise WorldError("reaction must be a string ('' takes it back)")
+        message = self.react(_req_str(body, "id"), reaction, _opt_str(body, "sender"))
         return web.json_response(message.to_json(self.world))
 
     async def _control_owner(self, request: web.Request) -> web.Response:
@@ -836,7 +993,9 @@ class Lookalike:
 
     async def _control_contact(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        user = self.world.add_contact(_req_str(body, "id"), _opt_str(body, "name"))
+        user = self.world.add_contact(
+            _req_str(body, "id"), _opt_str(body, "name"), lid=_opt_str(body, "lid")
+        )
         self._phones_changed()
         return web.json_response({"id": user, "name": self.world.contact_name(user)})
 
@@ -866,7 +1025,13 @@ class Lookalike:
         body = await _json_body(request)
         if "ack_delay_s" in body:
             self.set_ack_delay(_opt_number(body, "ack_delay_s"))
-        return web.json_response({"ack_delay_s": self._ack_delay_s})
+        if "keep_message_ids" in body:
+            if not isinstance(body["keep_message_ids"], bool):
+                raise WorldError("keep_message_ids must be true or false")
+            self.set_keep_message_ids(body["keep_message_ids"])
+        return web.json_response(
+            {"ack_delay_s": self._ack_delay_s, "keep_message_ids": self._keep_message_ids}
+        )
 
     async def _control_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())
@@ -936,9 +1101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--ack-delay", type=float, default=0.3, help="seconds from sent (1) to delivered (2)"
     )
     parser.add_argument("--no-seed", action="store_true", help="start without Alice, Bob, group")
+    parser.add_argument(
+        "--own-ids",
+        action="store_true",
+        help="sendTextMessage assigns its own message ids, ignoring the messageId option",
+    )
     args = parser.parse_args(argv)
     config = LookalikeConfig(
-        me=args.me, me_name=args.name, ack_delay_s=args.ack_delay, seed=not args.no_seed
+        me=args.me,
+        me_name=args.name,
+        ack_delay_s=args.ack_delay,
+        seed=not args.no_seed,
+        keep_message_ids=not args.own_ids,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_until_stopped(Lookalike(config), args.host, args.port, _announce))

@@ -65,6 +65,7 @@ MESSAGE_TYPES: frozenset[str] = frozenset({"chat", "location", "vcard", "ciphert
 _USER_RE = re.compile(r"^\d{3,20}@(c\.us|lid)$")
 _GROUP_RE = re.compile(r"^\d{5,30}(-\d{5,15})?@g\.us$")
 _MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9]{8,64}$")
+_LID_RE = re.compile(r"^\d{3,20}@lid$")
 
 
 class WorldError(ValueError):
@@ -144,6 +145,10 @@ class Message:
     """The bot's page marked the chat read (``WPP.chat.markIsRead``) after this message arrived."""
     live: bool = False
     """A ready bot page saw it arrive as a live ``chat.new_message`` event."""
+    edit_t_ms: int | None = None
+    """When it was last edited (milliseconds), None if never."""
+    reactions: dict[str, str] = field(default_factory=dict)
+    """Who reacted with what (an empty reaction is removed from here)."""
 
     @property
     def from_me(self) -> bool:
@@ -197,6 +202,10 @@ class Message:
             "size": self.size,
             "read_by_page": self.read_by_page,
             "live": self.live,
+            "edited": self.edit_t_ms is not None,
+            "edit_t_ms": self.edit_t_ms,
+            "revoked": self.type == "revoked",
+            "reactions": dict(self.reactions),
             "seq": self.seq,
         }
 
@@ -209,13 +218,19 @@ class World:
         me: str = "10000@c.us",
         me_name: str = "Lookalike Bot",
         *,
+        me_lid: str | None = None,
         seed: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not valid_user_id(me):
             raise WorldError(f"the bot account must be a user id like 10000@c.us, not {me!r}")
+        if me_lid is not None and not _LID_RE.match(me_lid):
+            raise WorldError(f"the bot's LID must look like 123456789@lid, not {me_lid!r}")
         self.me = me
+        self.me_lid = me_lid
         self.me_name = me_name
+        self.lids: dict[str, str] = {}
+        """``<n>@lid`` -> ``<digits>@c.us``: the pairs WhatsApp knows (the account's too)."""
         self._seed = seed
         self._clock = clock
         self.contacts: dict[str, str] = {}
@@ -229,10 +244,11 @@ class World:
         self.contacts = {self.me: self.me_name}
         self.chats = {}
         self.messages = {}
+        self.lids = {self.me_lid: self.me} if self.me_lid else {}
         self._seq = 0
         if self._seed:
-            self.add_contact("4915111111111@c.us", "Alice")
-            self.add_contact("4915222222222@c.us", "Bob")
+            self.add_contact("4915111111111@c.us", "Alice", lid="140000000000001@lid")
+            self.add_contact("4915222222222@c.us", "Bob", lid="140000000000002@lid")
             self.add_group(
                 "120363000000000001@g.us",
                 "Lookalike friends",
@@ -245,13 +261,39 @@ class World:
     # -- contacts and chats ---------------------------------------------------------------------
 
     def contact_name(self, user: str) -> str:
-        return self.contacts.get(user) or "+" + user.split("@", 1)[0]
+        if user == self.me_lid:
+            return self.me_name
+        return (
+            self.contacts.get(user)
+            or self.contacts.get(self.lids.get(user, ""))
+            or "+" + user.split("@", 1)[0]
+        )
 
-    def add_contact(self, user: str, name: str | None = None) -> str:
+    def lid_of(self, user: str) -> str | None:
+        """The ``<n>@lid`` of a phone id, if WhatsApp knows one."""
+        for lid, phone in self.lids.items():
+            if phone == user:
+                return lid
+        return None
+
+    def pn_lid_entry(self, user: str) -> dict[str, str | None]:
+        """``{lid, phoneNumber}`` of a person named either way (None where unknown)."""
+        if user.endswith("@lid"):
+            return {"lid": user, "phoneNumber": self.lids.get(user)}
+        return {"lid": self.lid_of(user), "phoneNumber": user}
+
+    def add_contact(self, user: str, name: str | None = None, *, lid: str | None = None) -> str:
+        """A person; ``lid`` pairs a phone id with its ``<n>@lid`` (both name the person)."""
         if not valid_user_id(user):
             raise WorldError(f"not a user id (<digits>@c.us or <n>@lid): {user!r}")
-        if user == self.me:
+        if user in (self.me, self.me_lid):
             raise WorldError("the bot account cannot be its own customer")
+        if lid is not None:
+            if not _LID_RE.match(lid) or not user.endswith("@c.us"):
+                raise WorldError(f"lid pairs a <digits>@c.us id with a <n>@lid id: {lid!r}")
+            if self.lids.get(lid, user) != user or lid == self.me_lid:
+                raise WorldError(f"{lid} is someone else's LID")
+            self.lids[lid] = user
         if name:
             self.contacts[user] = name
         else:
@@ -420,6 +462,52 @@ class World:
             message.caption = message.mimetype = message.filename = None
             message.size = None
 
+    def edit_message(self, key: str, body: str) -> Message:
+        """The writer changes a text message (WhatsApp: "Edit"); media and deleted ones can't."""
+        message = self._message(key)
+        if message.origin == "bot":
+            raise WorldError("the look-alike edits what people type, not the bot's messages")
+        if message.type != "chat":
+            raise WorldError(f"only text messages can be edited, not {message.type!r}")
+        if not body.strip():
+            raise WorldError("an edit needs the new text")
+        message.body = body
+        message.edit_t_ms = int(self._clock() * 1000)
+        return message
+
+    def revoke_message(self, key: str) -> Message:
+        """Delete for everyone: the message becomes a ``revoked`` placeholder."""
+        message = self._message(key)
+        if message.type == "revoked":
+            raise WorldError(f"message {key!r} is deleted already")
+        self.set_content(message, "revoked", "")
+        message.reactions.clear()
+        return message
+
+    def react(self, key: str, reaction: str, sender: str) -> Message:
+        """``sender`` (a member of the chat, or the account) puts ``reaction`` on the message;
+        an empty reaction takes theirs back."""
+        message = self._message(key)
+        if message.type == "revoked":
+            raise WorldError("a deleted message takes no reactions")
+        chat = self.chat(message.chat)
+        members = set(chat.participants) if chat.is_group else {chat.id}
+        if sender not in members | {self.me}:
+            raise WorldError(f"{sender} is not in {chat.id}")
+        if len(reaction) > 16:
+            raise WorldError("a reaction is one emoji")
+        if reaction:
+            message.reactions[sender] = reaction
+        else:
+            message.reactions.pop(sender, None)
+        return message
+
+    def _message(self, key: str) -> Message:
+        message = self.find_message(key)
+        if message is None:
+            raise WorldError(f"no such message: {key!r}")
+        return message
+
     def mark_read_by_page(self, chat_id: str) -> int:
         """The bot's page read the chat: returns the unread count it had."""
         chat = self.chat(chat_id)
@@ -448,8 +536,14 @@ class World:
     def snapshot(self) -> dict[str, Any]:
         return {
             "me": self.me,
+            "me_lid": self.me_lid,
             "me_name": self.me_name,
-            "contacts": [{"id": k, "name": v} for k, v in self.contacts.items() if k != self.me],
+            "contacts": [
+                {"id": k, "name": v, "lid": self.lid_of(k)}
+                for k, v in self.contacts.items()
+                if k != self.me
+            ],
+            "lids": dict(self.lids),
             "chats": [chat.to_json(self) for chat in self.sorted_chats()],
             "messages": [m.to_json(self) for m in self.messages.values()],
         }

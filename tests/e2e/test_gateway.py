@@ -1,10 +1,13 @@
 """The gateway end to end: look-alike page in real Chromium, Apache Kafka, pipeline worker.
 
-One stack for the module: the look-alike server (this process), a pipeline worker and a gateway
-process (``faust -A pipeline.gateway worker``), each real. The gateway never commits offsets here
+One stack per id mode of the look-alike: the look-alike server (this process), a pipeline worker
+and a gateway process (``faust -A pipeline.gateway worker``), each real. ``kept``: WhatsApp keeps
+the message id the gateway asks for; ``own``: it assigns its own, and the echo of a send comes
+before the send returns (issue 10). The gateway never commits offsets here
 (``WABOT_COMMIT_INTERVAL_S`` of an hour), so every gateway restart replays every reply it has
 handled; that no reply ever shows up twice on the page is the sent table and the chat check at
-work. Tests run in file order: the QR login comes first.
+work. Tests run in file order, all of them in one mode, then in the other: the QR login comes
+first. Tests that do not depend on the id mode run in one mode only.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ CHROMIUM = "/usr/bin/chromium"
 class Stack:
     """The running pieces, and ways to look at them."""
 
-    def __init__(self, conv: Conversation, lookalike: ThreadedLookalike, tmp: Path) -> None:
+    def __init__(
+        self, conv: Conversation, lookalike: ThreadedLookalike, tmp: Path, mode: str
+    ) -> None:
+        self.mode = mode
         self.conv = conv
         self.lookalike = lookalike
         self.profile = tmp / "profile"
@@ -69,10 +75,12 @@ class Stack:
     def gateway(self) -> WorkerProcess:
         return self.gateways[-1]
 
-    def start_gateway(self) -> WorkerProcess:
+    def start_gateway(self, **env: str) -> WorkerProcess:
         n = len(self.gateways) + 1
         log = self.tmp / f"gateway{n}.log"
-        gateway = WorkerProcess(self.gateway_env, log, cwd=REPO, app="pipeline.gateway").start()
+        gateway = WorkerProcess(
+            {**self.gateway_env, **env}, log, cwd=REPO, app="pipeline.gateway"
+        ).start()
         self.gateways.append(gateway)
         gateway.wait_ready()
         return gateway
@@ -127,12 +135,15 @@ class Stack:
         return await self.conv.collect("delivery", until, timeout=60, settle=settle)
 
 
-@pytest.fixture(scope="module")
-def stack(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("gateway")
-    lookalike = run_in_thread(LookalikeConfig(me=ME))
+@pytest.fixture(scope="module", params=["kept", "own"], ids=["ids-kept", "own-ids"])
+def stack(
+    request: pytest.FixtureRequest, kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    mode = str(request.param)
+    tmp = tmp_path_factory.mktemp(f"gateway-{mode}")
+    lookalike = run_in_thread(LookalikeConfig(me=ME, keep_message_ids=mode == "kept"))
     conv = Conversation(kafka_broker, tmp)
-    built = Stack(conv, lookalike, tmp)
+    built = Stack(conv, lookalike, tmp, mode)
     try:
         conv.start_worker()
         built.start_gateway()
@@ -173,6 +184,12 @@ def save_bot_page(stack: Stack, name: str) -> None:
     with urllib.request.urlopen(url, timeout=10) as response:
         OUTPUT.mkdir(exist_ok=True)
         (OUTPUT / name).write_bytes(response.read())
+
+
+def only(stack: Stack, mode: str) -> None:
+    """Run a test that does not depend on the id mode once."""
+    if stack.mode != mode:
+        pytest.skip(f"independent of the id mode: runs with {mode!r} ids only")
 
 
 def states(events: list[dict[str, Any]]) -> list[str]:
@@ -230,8 +247,16 @@ async def test_customer_types_and_the_reply_appears(stack: Stack, chromium: Brow
     )
     sent = [r for r in receipts if r["chat_id"] == ALICE and r["status"] == "sent"]
     assert [r["wa_message_id"] for r in sent] == [m["id"] for m in bot]
-    for r in sent:
-        assert r["wa_message_id"] == message_id_for(ME, r["outbound_id"])
+    for r in sent:  # the receipt names the id the message has, asked for or not
+        kept = r["wa_message_id"] == message_id_for(ME, r["outbound_id"])
+        assert kept is (stack.mode == "kept")
+    # Our echoes were recognised as the bot's, not taken for the owner typing.
+    inbound = await stack.conv.collect(
+        "inbound", lambda rs: sum(r["chat_id"] == ALICE and r["from_me"] for r in rs) >= 2
+    )
+    echoes = [r for r in inbound if r["chat_id"] == ALICE and r["from_me"]]
+    assert [r["message_id"] for r in echoes] == [m["id"] for m in bot]
+    assert all(r["sent_by_bot"] for r in echoes), echoes
     delivered = {r["wa_message_id"] for r in receipts if r["status"] == "delivered"}
     assert {m["id"] for m in bot} <= delivered
     await phone.close()
@@ -251,6 +276,7 @@ async def test_owner_typing_pauses_the_bot(stack: Stack) -> None:
 
 
 async def test_group_message_without_mention_gets_no_reply(stack: Stack) -> None:
+    only(stack, "kept")
     before = len(stack.bot_messages(GROUP))
     stack.post("message", {"chat": GROUP, "author": ALICE, "body": "Who brings the cake?"})
     await asyncio.sleep(1)
@@ -343,7 +369,141 @@ async def test_gateway_killed_between_send_and_commit_sends_once_and_catches_up(
     assert [r["outbound_id"] for r in read(receipts)] == [outbound_id]
 
 
+async def test_gateway_without_its_sent_table_finds_every_reply_in_the_chats(
+    stack: Stack,
+) -> None:
+    """The crash-safe check before a send, with nothing recorded: a gateway under a new name
+    (new consumer group, empty sent table) reads every outbound record again; each reply is
+    found in its chat (by the id asked for, or by its text when WhatsApp assigned its own)."""
+    stack.gateway.stop()
+    before = await stack.receipts(lambda rs: True)
+    sent_before = Counter(r["outbound_id"] for r in before if r["status"] == "sent")
+    pages_before = {c: len(stack.bot_messages(c)) for c in (ALICE, BOB)}
+    stack.start_gateway(WABOT_GATEWAY_NAME="e2e-fresh")
+    await stack.wait_state("ready")
+
+    def skipped(rs: list[dict[str, Any]]) -> set[str]:
+        more = Counter(r["outbound_id"] for r in rs if r["status"] == "duplicate_skipped")
+        return set(
+            more - Counter(r["outbound_id"] for r in before if r["status"] == "duplicate_skipped")
+        )
+
+    receipts = await stack.receipts(lambda rs: set(sent_before) <= skipped(rs), settle=3)
+    assert set(sent_before) <= skipped(receipts), sorted(set(sent_before) - skipped(receipts))
+    sent_after = Counter(r["outbound_id"] for r in receipts if r["status"] == "sent")
+    assert not (sent_after - sent_before), sent_after - sent_before
+    assert {c: len(stack.bot_messages(c)) for c in (ALICE, BOB)} == pages_before
+
+
+def lids(stack: Stack) -> tuple[str, str]:
+    """The bot's LID and Alice's, as the look-alike knows them."""
+    state = stack.lookalike.state()
+    alice_lid = next(c["lid"] for c in state["contacts"] if c["id"] == ALICE)
+    return str(state["me_lid"]), str(alice_lid)
+
+
+async def test_one_message_under_phone_and_lid_ids_gets_one_reply(stack: Stack) -> None:
+    """Issue 10 item 3, reproduced: the same message id under @c.us and @lid got two replies."""
+    only(stack, "own")
+    _, alice_lid = lids(stack)
+    before = len(stack.bot_messages(ALICE))
+    body = "Twice spelled, once answered?"
+    stack.post("message", {"chat": ALICE, "body": body, "twice_as_lid": True})
+    await stack.wait_for("the reply", lambda: len(stack.bot_messages(ALICE)) == before + 1)
+    await asyncio.sleep(3)  # room for a second reply
+    assert len(stack.bot_messages(ALICE)) == before + 1
+    assert not stack.bot_messages(alice_lid)
+    inbound = await stack.conv.collect(
+        "inbound", lambda rs: sum(r["body"] == body for r in rs) >= 2
+    )
+    copies = [r for r in inbound if r["body"] == body]
+    assert {(r["chat_id"], r["sender_id"], r["message_id"]) for r in copies} == {
+        (ALICE, ALICE, copies[0]["message_id"])
+    }
+
+
+async def test_a_group_mention_of_the_bots_lid_gets_a_reply(stack: Stack) -> None:
+    """Issue 10 item 3, reproduced: a mention of the bot by its LID got no reply."""
+    only(stack, "own")
+    me_lid, alice_lid = lids(stack)
+    before = len(stack.bot_messages(GROUP))
+    body = f"@{me_lid.split('@')[0]} do you deliver?"
+    stack.post("message", {"chat": GROUP, "author": alice_lid, "body": body, "mentions": [me_lid]})
+    await stack.wait_for(
+        "the reply to the LID mention", lambda: len(stack.bot_messages(GROUP)) == before + 1
+    )
+    inbound = await stack.conv.collect("inbound", lambda rs: any(r["body"] == body for r in rs))
+    mention = next(r for r in inbound if r["body"] == body)
+    assert mention["mentioned_ids"] == [ME] and mention["author_id"] == ALICE
+
+
+async def test_a_group_reply_quoting_the_bot_gets_a_reply(stack: Stack) -> None:
+    """Issue 10 item 3: a reply that quotes one of the bot's messages speaks to the bot."""
+    only(stack, "own")
+    before = len(stack.bot_messages(GROUP))
+    stack.post("message", {"chat": GROUP, "author": ALICE, "body": "!bot are you open today?"})
+    await stack.wait_for("the bot's answer", lambda: len(stack.bot_messages(GROUP)) == before + 1)
+    bot_reply = stack.bot_messages(GROUP)[-1]
+    stack.post(
+        "message",
+        {"chat": GROUP, "author": BOB, "body": "And on Sundays?", "quoted": bot_reply["id"]},
+    )
+    await stack.wait_for(
+        "the reply to the quote", lambda: len(stack.bot_messages(GROUP)) == before + 2
+    )
+    assert "Sundays" in stack.bot_messages(GROUP)[-1]["body"]
+    inbound = await stack.conv.collect(
+        "inbound", lambda rs: any(r["body"] == "And on Sundays?" for r in rs)
+    )
+    quoting = next(r for r in inbound if r["body"] == "And on Sundays?")
+    assert quoting["quoted_from_me"] and quoting["quoted_message_id"] == bot_reply["id"]
+
+
+async def test_edits_deletes_and_reactions_reach_inbound(stack: Stack, chromium: Browser) -> None:
+    """Issue 10 item 6: the phone edits, deletes for everyone and reacts; each is a record
+    on wa.inbound with its event, the original message as target and an id of its own."""
+    only(stack, "own")
+    chat = "4916000000077@c.us"
+    stack.post("contact", {"id": chat, "name": "Erin"})
+    first = stack.post("message", {"chat": chat, "body": "Do you have size 42?"})
+    second = stack.post("message", {"chat": chat, "body": "Sorry, wrong chat"})
+    await stack.wait_for("a reply", lambda: bool(stack.bot_messages(chat)))
+    reply = stack.bot_messages(chat)[0]
+    phone = await phone_chat(chromium, stack, chat)
+    phone.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept("Do you have size 43?")))
+    msg = phone.locator(f"[data-testid=phone-msg][data-id='{first['id']}']")
+    await msg.get_by_test_id("phone-msg-edit").click()
+    await msg.get_by_test_id("phone-msg-edited").wait_for()
+    gone = phone.locator(f"[data-testid=phone-msg][data-id='{second['id']}']")
+    await gone.get_by_test_id("phone-msg-delete").click()
+    await phone.get_by_text("This message was deleted").wait_for()
+    liked = phone.locator(f"[data-testid=phone-msg][data-id='{reply['id']}']")
+    await liked.get_by_test_id("phone-msg-react").click()
+    await liked.get_by_test_id("phone-msg-reactions").wait_for()
+    await screenshot(phone, "gateway-edit-delete-react.png")
+    await phone.close()
+
+    def events(rs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {r["event"]: r for r in rs if r["chat_id"] == chat and r["event"] != "message"}
+
+    inbound = await stack.conv.collect("inbound", lambda rs: len(events(rs)) == 3)
+    found = events(inbound)
+    assert set(found) == {"edit", "revoke", "reaction"}, found
+    edit, revoke, reaction = found["edit"], found["revoke"], found["reaction"]
+    assert (edit["target_message_id"], edit["body"], edit["subtype"]) == (
+        first["id"],
+        "Do you have size 43?",
+        "message_edit",
+    )
+    assert (revoke["target_message_id"], revoke["type"]) == (second["id"], "protocol")
+    assert (reaction["target_message_id"], reaction["reaction"]) == (reply["id"], "👍")
+    assert reaction["sender_id"] == chat and not reaction["from_me"]
+    ids = {r["message_id"] for r in found.values()} | {first["id"], second["id"], reply["id"]}
+    assert len(ids) == 6  # every event has an id of its own
+
+
 async def test_conflict_and_logout_recover(stack: Stack) -> None:
+    only(stack, "kept")
     stack.post("conflict")
     await stack.events(lambda es: "conflict" in states(es))
     await stack.wait_state("ready")

@@ -473,3 +473,102 @@ async def test_conflict_then_use_here(browser: BrowserContext, control: Control)
         f"async () => (await WPP.chat.getMessages('{ALICE}')).map(m => m.body)"
     )
     assert bodies == ["during the conflict"]
+
+
+async def test_own_ids_mode_ignores_message_id_and_echoes_first(
+    browser: BrowserContext, control: Control
+) -> None:
+    """``keep_message_ids: false``: the page assigns its own id; the echo comes before the
+    send returns (issue 10, item 1)."""
+    page = await open_bot(browser, control.base_url)
+    await login(page, control)
+    asked = f"true_{ALICE}_3EB0AAAABBBBCCCCDDDD"
+    send = "([c, id]) => WPP.chat.sendTextMessage(c, 'Kept?', { messageId: id })"
+    kept = await page.evaluate(send, [ALICE, asked])
+    assert kept["id"] == asked
+    assert (await control.post("config", {"keep_message_ids": False}))["keep_message_ids"] is False
+    await page.wait_for_timeout(200)  # the page hears the switch through its event stream
+    await page.evaluate(
+        """() => { window.__order = [];
+          WPP.on('chat.new_message', (m) => window.__order.push('echo:' + m.id.id)); }"""
+    )
+    result = await page.evaluate(
+        """([c, id]) => WPP.chat.sendTextMessage(c, 'Own id?', { messageId: id })
+             .then((r) => { window.__order.push('returned:' + r.id); return r; })""",
+        [ALICE, f"true_{ALICE}_3EB0EEEEFFFF00001111"],
+    )
+    inner = result["id"].split("_")[2]
+    assert result["id"].startswith(f"true_{ALICE}_3EB0") and inner != "3EB0EEEEFFFF00001111"
+    order = await page.evaluate("window.__order")
+    assert order == [f"echo:{inner}", f"returned:{result['id']}"]
+    state = await control.state()
+    assert any(m["id"] == inner and m["origin"] == "bot" for m in state["messages"])
+    await control.post("config", {"keep_message_ids": True})
+
+
+async def test_lids_edits_revokes_and_reactions_have_wa_js_shapes(
+    browser: BrowserContext, control: Control
+) -> None:
+    page = await open_bot(browser, control.base_url)
+    await login(page, control)
+    state = await control.state()
+    me_lid = state["me_lid"]
+    alice_lid = next(c["lid"] for c in state["contacts"] if c["id"] == ALICE)
+    assert await page.evaluate("WPP.conn.getMyUserLid()._serialized") == me_lid
+    entry = await page.evaluate("id => WPP.contact.getPnLidEntry(id)", alice_lid)
+    assert entry["lid"] == {
+        "id": alice_lid.split("@")[0],
+        "server": "lid",
+        "_serialized": alice_lid,
+    }
+    assert entry["phoneNumber"]["_serialized"] == ALICE
+    by_phone = await page.evaluate("id => WPP.contact.getPnLidEntry(id)", ALICE)
+    assert by_phone["lid"]["_serialized"] == alice_lid
+    contacts = await page.evaluate(
+        "async () => (await WPP.contact.list())"
+        ".map(c => [c.id._serialized, c.lid && c.lid._serialized])"
+    )
+    assert [ALICE, alice_lid] in contacts
+
+    twice = await control.post(
+        "message", {"chat": ALICE, "body": "Spelled twice", "twice_as_lid": True}
+    )
+    await page.wait_for_function(
+        "id => window.__raw.filter(e => e.name === 'chat.new_message' "
+        "&& e.args[0].id.id === id).length === 2",
+        arg=twice["id"],
+    )
+    remotes = await page.evaluate(
+        "id => window.__raw.filter(e => e.name === 'chat.new_message' && e.args[0].id.id === id)"
+        ".map(e => e.args[0].id.remote._serialized)",
+        twice["id"],
+    )
+    assert remotes == [ALICE, alice_lid]
+
+    await control.post("edit", {"id": twice["id"], "body": "Spelled once"})
+    await wait_event(page, "chat.msg_edited")
+    edited = await page.evaluate(
+        """() => { const e = window.__raw.filter(e => e.name === 'chat.msg_edited').pop().args[0];
+          return { chat: e.chat._serialized, id: e.id, body: e.msg.body, key: e.msg.id.id,
+                   t: e.msg.latestEditSenderTimestampMs, edit: e.msg.latestEditMsgKey.id }; }"""
+    )
+    assert edited["body"] == "Spelled once" and edited["key"] == twice["id"]
+    assert edited["id"] == f"false_{ALICE}_{twice['id']}" and edited["t"] > 0
+
+    await control.post("react", {"id": twice["id"], "reaction": "❤️"})
+    await wait_event(page, "chat.new_reaction")
+    reaction = (await events(page, "chat.new_reaction"))[-1][0]
+    assert reaction["msgId"]["_serialized"] == f"false_{ALICE}_{twice['id']}"
+    assert (reaction["reactionText"], reaction["sender"], reaction["id"]["fromMe"]) == (
+        "❤️",
+        ALICE,
+        False,
+    )
+    await control.post("revoke", {"id": twice["id"]})
+    await wait_event(page, "chat.msg_revoke")
+    revoke = (await events(page, "chat.msg_revoke"))[-1][0]
+    assert revoke["refId"]["id"] == twice["id"] and revoke["id"]["id"] != twice["id"]
+    assert (revoke["type"], revoke["from"]) == ("sender_revoke", ALICE)
+    state = await control.state()
+    gone = next(m for m in state["messages"] if m["id"] == twice["id"])
+    assert (gone["type"], gone["body"], gone["revoked"]) == ("revoked", "", True)

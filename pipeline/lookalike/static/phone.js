@@ -137,18 +137,66 @@
           },
           el('div', { class: 'author', style: `color:${colour(m.sender)}` }, who),
           m.quoted ? el('div', { class: 'quote' }, m.quoted.body || m.quoted.type) : null,
-          el('div', { class: 'body', 'data-testid': 'phone-msg-body' }, m.type === 'ciphertext' ? '(waiting for this message…)' : m.is_media ? `[${m.type}]${m.caption ? ' ' + m.caption : ''}` : m.body),
+          el('div', { class: 'body', 'data-testid': 'phone-msg-body' }, messageText(m)),
+          Object.keys(m.reactions || {}).length
+            ? el('div', { class: 'reactions small', 'data-testid': 'phone-msg-reactions' }, Object.values(m.reactions).join(' '))
+            : null,
           el(
             'div',
             { class: 'meta' },
+            m.edited ? el('span', { class: 'muted', 'data-testid': 'phone-msg-edited' }, 'edited ') : null,
             clock(m.t),
             ' ',
-            m.from_me ? ticks(m.ack) : ticks(m.read_by_page ? 3 : 2)
+            m.from_me ? ticks(m.ack) : ticks(m.read_by_page ? 3 : 2),
+            ...messageActions(m)
           )
         );
       })
     );
     if (atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  function messageText(m) {
+    if (m.type === 'revoked') return '🚫 This message was deleted';
+    if (m.type === 'ciphertext') return '(waiting for this message…)';
+    if (m.is_media) return `[${m.type}]${m.caption ? ' ' + m.caption : ''}`;
+    return m.body;
+  }
+
+  /** Who acts on a message from this side: the customer, the chosen group author, the owner. */
+  function actor() {
+    const m = mode();
+    if (m === 'owner') return world.me;
+    if (m === 'group') return $('phone-author').value || null;
+    return $('phone-customer').value || null;
+  }
+
+  /** Edit and delete (what this side wrote), react 👍 (toggles), as WhatsApp's message menu. */
+  function messageActions(m) {
+    if (m.type === 'revoked') return [];
+    const mine = m.origin === 'owner' ? mode() === 'owner' : m.origin === 'customer' && m.sender === actor();
+    const who = actor();
+    const reacted = who && m.reactions && m.reactions[who] === '👍';
+    const button = (testid, title, text, fn) =>
+      el('button', { class: 'msg-action', 'data-testid': testid, title, onclick: act(fn) }, text);
+    const actions = [];
+    if (mine && m.type === 'chat') {
+      actions.push(
+        button('phone-msg-edit', 'Edit', '✎', async () => {
+          const body = window.prompt('Edit message', m.body);
+          if (body !== null && body.trim() && body !== m.body) await control('edit', { id: m.id, body });
+        })
+      );
+    }
+    if (mine) {
+      actions.push(button('phone-msg-delete', 'Delete for everyone', '🗑', () => control('revoke', { id: m.id })));
+    }
+    actions.push(
+      button('phone-msg-react', reacted ? 'Take the reaction back' : 'React 👍', reacted ? '👍✕' : '👍', () =>
+        control('react', { id: m.id, reaction: reacted ? '' : '👍', sender: who || undefined })
+      )
+    );
+    return actions;
   }
 
   async function refresh() {

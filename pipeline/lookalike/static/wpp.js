@@ -15,6 +15,9 @@
  *   found through WPP.chat.list() (unreadCount) and WPP.chat.getMessages().
  * - in groups, the keys of chat.msg_ack_change carry the member who acked as participant, so
  *   their _serialized differs from the message's own key; compare id.id.
+ * - with keep_message_ids off (POST /control/config), sendTextMessage ignores its messageId
+ *   option and assigns its own id, and the echo (chat.new_message) comes before it returns.
+ * - chat.msg_edited hands over the original message, already carrying the new body.
  */
 (function () {
   'use strict';
@@ -263,7 +266,11 @@
       return new MsgKey({
         id: this.quotedStanzaID,
         remote: this.id.remote,
-        fromMe: Boolean(this.quotedParticipant && state.me && this.quotedParticipant.equals(state.me)),
+        fromMe: Boolean(
+          this.quotedParticipant &&
+            ((state.me && this.quotedParticipant.equals(state.me)) ||
+              (state.meLid && this.quotedParticipant.equals(state.meLid)))
+        ),
         participant: this.id.remote.isGroup() ? this.quotedParticipant : undefined,
       });
     }
@@ -321,7 +328,9 @@
     token: null,
     mode: 'loading', // loading | qr | syncing | main | conflict | logged_out | offline
     me: null,
+    meLid: null,
     meName: '',
+    keepMessageIds: true,
     authCode: null,
     authenticated: false,
     mainInit: false,
@@ -408,6 +417,10 @@
       props.filename = m.filename || undefined;
       props.mediaData = { type: m.type, mediaStage: 'RESOLVED', mimetype: m.mimetype, size: m.size, filename: m.filename || undefined };
     }
+    if (m.edit_t_ms) {
+      props.latestEditMsgKey = new MsgKey({ fromMe: m.from_me, remote: chat, id: `${m.id}E${m.edit_t_ms}`.slice(0, 40), participant: group ? sender : undefined });
+      props.latestEditSenderTimestampMs = m.edit_t_ms;
+    }
     if (m.quoted) {
       props.quotedStanzaID = m.quoted.id;
       props.quotedParticipant = new Wid(m.quoted.sender);
@@ -424,7 +437,7 @@
     if (known) {
       const fresh = toMsgModel(m, known.isNewMsg);
       const ack = fresh.ack < 0 ? fresh.ack : Math.max(known.ack, fresh.ack);
-      for (const name of ['type', 'body', 'caption', 'mimetype', 'size', 'filename', 'mediaData', 'isMedia', 'isSendFailure', 'isCaptionByUser']) {
+      for (const name of ['type', 'body', 'caption', 'mimetype', 'size', 'filename', 'mediaData', 'isMedia', 'isSendFailure', 'isCaptionByUser', 'latestEditMsgKey', 'latestEditSenderTimestampMs']) {
         known[name] = fresh[name];
       }
       known.ack = ack;
@@ -525,6 +538,12 @@
     on('authenticated', onAuthenticated);
     on('msg', onMessage);
     on('msg_update', onMessageUpdate);
+    on('edit', onEdit);
+    on('revoke', onRevoke);
+    on('reaction', onReaction);
+    on('config', (d) => {
+      state.keepMessageIds = d.keep_message_ids !== false;
+    });
     on('ack', onAck);
     on('chat', (d) => {
       upsertChat(d.chat);
@@ -556,7 +575,9 @@
     const reconnect = state.conn !== null;
     state.conn = h.conn;
     state.me = new Wid(h.me);
+    state.meLid = h.me_lid ? new Wid(h.me_lid) : null;
     state.meName = h.me_name;
+    state.keepMessageIds = h.keep_message_ids !== false;
     state.logoutReloadMs = h.logout_reload_ms;
     if (h.session_invalid) storeToken(null);
     if (!state.online) {
@@ -591,6 +612,7 @@
   function onAuthenticated(d) {
     storeToken(d.token);
     state.me = new Wid(d.me);
+    state.meLid = d.me_lid ? new Wid(d.me_lid) : null;
     state.meName = d.me_name;
     state.authCode = null;
     ev.emit('conn.auth_code_change', null);
@@ -649,6 +671,56 @@
     const model = upsertMessage(d.message, d.live);
     // WA-JS announces a decrypted placeholder again, with the same id and model object.
     if (d.live && isLive()) emitSoon('chat.new_message', model);
+    changed('msg');
+  }
+
+  /** An edit: WA-JS emits the original model, whose body is now the new text. */
+  function onEdit(d) {
+    const model = upsertMessage(d.message, false);
+    if (d.live && isLive()) {
+      queueMicrotask(() => ev.emit('chat.msg_edited', { chat: model.to, id: model.id.toString(), msg: model }));
+    }
+    changed('msg');
+  }
+
+  /** A delete for everyone: refId is the deleted message, id the protocol message's key. */
+  function onRevoke(d) {
+    const m = d.message;
+    const model = upsertMessage(m, false);
+    if (d.live && isLive()) {
+      const chat = new Wid(m.chat);
+      const author = chat.isGroup() ? new Wid(m.sender) : undefined;
+      ev.emit('chat.msg_revoke', {
+        author,
+        from: m.from_me ? state.me : chat,
+        id: new MsgKey({ fromMe: m.from_me, remote: chat, id: d.revoke_id, participant: author }),
+        refId: model.id,
+        to: m.from_me ? chat : state.me,
+        type: 'sender_revoke',
+      });
+    }
+    changed('msg');
+  }
+
+  /** A reaction (an empty reactionText takes it back). */
+  function onReaction(d) {
+    const m = d.message;
+    const model = upsertMessage(m, false);
+    if (d.live && isLive()) {
+      const chat = new Wid(m.chat);
+      const sender = new Wid(d.reaction.sender);
+      const fromMe = sender.equals(state.me) || Boolean(state.meLid && sender.equals(state.meLid));
+      ev.emit('chat.new_reaction', {
+        id: new MsgKey({ fromMe, remote: chat, id: d.reaction.id, participant: chat.isGroup() ? sender : undefined }),
+        msgId: model.id,
+        reactionText: d.reaction.text,
+        read: false,
+        sender,
+        orphan: 0,
+        orphanReason: null,
+        timestamp: d.reaction.t_ms,
+      });
+    }
     changed('msg');
   }
 
@@ -741,6 +813,11 @@
     needsUpdate: () => false,
     getMyUserId: () => (state.authenticated ? state.me : undefined),
     getMyUserWid: () => (state.authenticated ? state.me : undefined),
+    getMyUserLid: () => {
+      // WA-JS: UserPrefs.getMeLidUserOrThrow()
+      if (!state.authenticated || !state.meLid) throw new WPPError('no_lid', 'The account has no LID yet');
+      return state.meLid;
+    },
     getMyDeviceId: () => (state.authenticated ? state.me : undefined),
     getAuthCode: async () => (state.authenticated ? null : state.authCode),
     getBuildConstants: buildConstants,
@@ -881,7 +958,8 @@
       const key = typeof options.messageId === 'string' ? MsgKey.fromString(options.messageId) : options.messageId;
       if (!key.fromMe) throw new WPPError('message_key_is_not_from_me', 'Message key is not from me');
       if (!key.remote.equals(chat.id)) throw new WPPError('message_key_remote_id_is_not_same_of_chat', 'Message key remote ID is not same of chat');
-      id = key.id;
+      // Some WhatsApp Web builds assign their own id whatever was asked (keep_message_ids off).
+      if (state.keepMessageIds) id = key.id;
     }
     let mentions = [];
     if (options.mentionedList && !Array.isArray(options.mentionedList)) {
@@ -967,6 +1045,48 @@
     },
   };
 
+  // ---------------------------------------------------------------- WPP.contact
+
+  class ContactModel extends Model {
+    constructor(data) {
+      super();
+      this.id = new Wid(data.id);
+      this.name = data.name;
+      this.pushname = data.name;
+      this.shortName = data.name;
+      this.type = 'in';
+      this.isMyContact = true;
+      this.isBusiness = false;
+      this.isEnterprise = false;
+      // Newer WhatsApp Web builds carry both ids on the contact.
+      this.lid = data.lid ? new Wid(data.lid) : undefined;
+      this.phoneNumber = this.id.server === 'c.us' ? this.id : undefined;
+    }
+  }
+
+  const contact = {
+    list: async () => (await api('GET', '/api/contacts')).map((c) => new ContactModel(c)),
+    get: async (contactId) => {
+      const wid = assertWid(contactId);
+      const found = (await contact.list()).find((c) => c.id.equals(wid) || (c.lid && c.lid.equals(wid)));
+      return found;
+    },
+    /** As WA-JS: plain {id, server, _serialized} objects, never Wid instances. */
+    getPnLidEntry: async (contactId) => {
+      const wid = assertWid(contactId);
+      if (wid.server !== 'c.us' && wid.server !== 'lid') {
+        throw new WPPError('invalid_wid', `Invalid WID value for ${wid} - getPnLidEntry only supports @c.us and @lid.`);
+      }
+      const entry = await api('GET', `/api/lid?id=${encodeURIComponent(wid._serialized)}`);
+      const plainWid = (text) => {
+        if (!text) return undefined;
+        const w = new Wid(text);
+        return { id: w.user, server: w.server, _serialized: w._serialized };
+      };
+      return { lid: plainWid(entry.lid), phoneNumber: plainWid(entry.phoneNumber), contact: undefined };
+    },
+  };
+
   const group = {
     getParticipants: async (groupId) => {
       const chat = assertGetChat(groupId);
@@ -1013,13 +1133,14 @@
     conn,
     chat: chatApi,
     group,
-    contact: {},
+    contact,
     util: { WPPError },
     whatsapp: {
       Wid,
       MsgKey,
       MsgModel,
       ChatModel,
+      ContactModel,
       ChatStore,
       MsgStore,
       Stream: {

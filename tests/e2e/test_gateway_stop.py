@@ -1,0 +1,76 @@
+"""A clean stop of a worker running the gateway (``make dev``'s Ctrl-C) logs no error.
+
+Reproduces issue 10, item 8: SIGINT to a worker with ``WABOT_GATEWAY_IN_WORKER`` and the
+built-in look-alike logged ``could not write state to wa.events ... Producer service not yet
+started`` at ERROR with a 25-line traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.gateway.page import browsers_on
+from tests.conftest import Broker
+from tests.conversation import Conversation
+
+pytestmark = [pytest.mark.e2e]
+
+
+def _post(url: str) -> None:
+    request = urllib.request.Request(
+        url, data=b"{}", headers={"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def test_sigint_stops_a_gateway_worker_without_errors(kafka_broker: Broker, tmp_path: Path) -> None:
+    profile = tmp_path / "profile"
+    conv = Conversation(
+        kafka_broker,
+        tmp_path,
+        WABOT_GATEWAY_IN_WORKER="true",
+        WABOT_GATEWAY_LOOKALIKE="true",
+        WABOT_LOOKALIKE_PORT="0",
+        WABOT_GATEWAY_NAME="stop",
+        WABOT_GATEWAY_PROFILE_DIR=str(profile),
+    )
+    try:
+        worker = conv.start_worker()
+        deadline = time.monotonic() + 90
+        status: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            status = worker.get_json("/gateway/status") or {}
+            if status.get("state") in ("qr", "ready"):
+                break
+            time.sleep(0.2)
+        assert status.get("state") == "qr", status
+        _post(str(status["url"]) + "control/scan")  # the phone scans: the page gets ready
+        while time.monotonic() < deadline:
+            status = worker.get_json("/gateway/status") or {}
+            if status.get("state") == "ready":
+                break
+            time.sleep(0.2)
+        assert status.get("state") == "ready", (status, worker.tail())
+        time.sleep(1)
+        before = len(worker.log.read_bytes())  # start-up noise (aiokafka) is not the point
+
+        code = worker.stop(signal.SIGINT, timeout=60)
+        stop_log = worker.log.read_bytes()[before:].decode(errors="replace")
+        assert code == 0, stop_log[-3000:]
+        problems = [
+            line for line in stop_log.splitlines() if "ERROR" in line or "Traceback" in line
+        ]
+        assert not problems, "\n".join(problems) + "\n" + stop_log[-4000:]
+        assert "gateway stop" in stop_log or "Closing event loop" in stop_log, stop_log
+        assert not browsers_on(profile), "the gateway's Chromium outlived the worker"
+    finally:
+        conv.close()
+        for pid in browsers_on(profile):
+            os.kill(pid, signal.SIGKILL)
