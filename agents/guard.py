@@ -1,14 +1,33 @@
 """guard: wa.inbound -> chat.turns (or pipeline.dlq), deciding what deserves an answer.
 
 Per record, in order: decode (bad bytes go to the DLQ with the reason, and the next
-record is processed); drop status posts, newsletters, ciphertext placeholders and
-types we cannot answer; drop duplicates (WhatsApp emits a message again after
-decryption: the ciphertext placeholder is skipped without being remembered, so the
-decrypted message with the same id still counts once); a message the owner typed on
-the phone pauses the bot in that chat (human takeover); our own messages are never
-answered; old messages, blocked or not-allowed chats and group messages that neither
-mention us nor start with the prefix are ignored. What is left joins the chat's open
-burst, which becomes one Turn when the chat has been quiet for ``burst_quiet_s``.
+record is processed); drop status posts, newsletters and ciphertext placeholders; drop
+duplicates (WhatsApp emits a message again after decryption: the ciphertext placeholder
+is skipped without being remembered, so the decrypted message with the same id still
+counts once); an edit, revoke or reaction changes the open burst or is only recorded
+(see below); a message the owner typed on the phone pauses the bot in that chat (human
+takeover) and drops what was waiting; our own messages are never answered; old
+messages, blocked or not-allowed chats, disabled or paused chats, system messages
+(:data:`FATES`) and group messages that neither mention us nor start with the prefix are
+ignored; a message the bot cannot read (a voice note, a sticker, a photo without a
+caption) gets at most one ``unreadable_notice`` per chat and UTC day of its time. What
+is left joins the chat's open burst, which becomes one Turn when the chat has been quiet
+for ``burst_quiet_s``.
+
+Every record that does not become (part of) a turn gets one ``GuardDecision`` on
+``wa.decisions`` (keyed by chat) with its reason, a :data:`schemas.DecisionReason`, and is
+counted by reason (``count_decision``, the ``guard_decisions_total`` metric): a skipped
+burst gets one per message. So each valid inbound record ends in a Turn's
+``message_ids`` or in exactly one decision. Output before state, as everywhere: a crash
+between the two decides the record again, with the same ``decision_id``.
+
+Edits, revokes, reactions (``InboundMessage.event``). An edit of a message still waiting
+in the open burst replaces its text in the coming turn (``edited_in_burst``); a revoke
+takes it out (``revoked_in_burst``; a burst left empty makes no turn). An edit or revoke
+of a message that is not waiting (answered already, or never to be answered) is only
+recorded (``edited_after_answer``, ``revoked_after_answer``): the answer stands. A
+reaction is recorded (``reaction``) and never answered. None of them moves the burst's
+due time.
 
 Bursts and timers. The open burst lives in the ``guard_state`` table, so a restart
 loses nothing. Closing it needs a clock, but tables may only change in stream
@@ -42,17 +61,28 @@ import heapq
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from faust import current_event
 from pydantic import ValidationError
 
 from agents.context import traced
 from agents.dead_letters import dead_letter
-from schemas import ChatState, InboundMessage, LLMCall, OutboundMessage, Turn
+from schemas import (
+    ChatState,
+    DecisionReason,
+    GuardDecision,
+    InboundMessage,
+    LLMCall,
+    MessageType,
+    OutboundMessage,
+    Turn,
+)
 from schemas.chat_ids import is_newsletter, is_status_broadcast
+from schemas.decision import decision_id_for
 from tables import (
     Counter,
     GuardState,
@@ -65,8 +95,57 @@ from tables import (
 
 log = logging.getLogger(__name__)
 
-#: Message types that carry text we can answer (media only with a caption).
-ANSWERABLE = {"chat", "image", "video", "document"}
+#: What becomes of a message, by its WhatsApp type:
+#: ``text``: answered (a blank one is ``empty``); ``caption``: answered when it carries text
+#: (a caption, a location's comment, a poll's question, a button's or list row's title),
+#: else ``unreadable``; ``unreadable``: the bot cannot read it, so at most one notice per
+#: chat and day; ``system``: not something a person wrote (WhatsApp's notifications, call
+#: logs, protocol messages, the placeholder of a deleted message), ignored as
+#: ``system_message``; ``placeholder``: ``ciphertext``, whose decrypted copy follows with
+#: the same id.
+MessageFate = Literal["text", "caption", "unreadable", "system", "placeholder"]
+
+#: Every type of :data:`schemas.MessageType` (WA-JS's ``MSG_TYPE``) and its fate; a unit
+#: test fails when a type has none. README.md lists the same table (WhatsApp section).
+FATES: dict[MessageType, MessageFate] = {
+    "chat": "text",
+    "image": "caption",
+    "video": "caption",
+    "document": "caption",
+    "location": "caption",
+    "poll_creation": "caption",
+    "event_creation": "caption",
+    "groups_v4_invite": "caption",
+    "hsm": "caption",
+    "template_button_reply": "caption",
+    "buttons_response": "caption",
+    "list": "caption",
+    "list_response": "caption",
+    "interactive": "caption",
+    "product": "caption",
+    "order": "caption",
+    "audio": "unreadable",
+    "ptt": "unreadable",
+    "ptv": "unreadable",
+    "sticker": "unreadable",
+    "vcard": "unreadable",
+    "multi_vcard": "unreadable",
+    "payment": "unreadable",
+    "oversized": "unreadable",
+    "native_flow": "unreadable",
+    "unknown": "unreadable",
+    "ciphertext": "placeholder",
+    "revoked": "system",
+    "reaction": "system",
+    "protocol": "system",
+    "gp2": "system",
+    "notification": "system",
+    "notification_template": "system",
+    "group_notification": "system",
+    "broadcast_notification": "system",
+    "e2e_notification": "system",
+    "call_log": "system",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +163,9 @@ class GuardConfig:
     loop_max_bot_replies: int = 20
     loop_quiet_reset_s: float = 600.0
     limit_notice: str = "I'll answer again in a little while."
+    #: Sent at most once per chat and UTC day (of the message's time) for an unreadable message.
+    unreadable_notice: str = "I can only read text messages."
+    unreadable_notice_enabled: bool = True
     #: A replay: bursts close by message time and flush ticks only, never by the clock.
     replay: bool = False
 
@@ -104,6 +186,8 @@ class GuardTopics:
     outbound: Any
     llm_calls: Any
     dlq: Any
+    #: wa.decisions: one GuardDecision per record that does not become (part of) a turn.
+    decisions: Any
 
 
 @dataclass(order=True)
@@ -148,78 +232,145 @@ def _day(at: datetime) -> int:
 class Guard:
     """The decisions, kept apart from Faust plumbing so each rule reads on its own."""
 
-    def __init__(self, config: GuardConfig, tables: GuardTables, topics: GuardTopics) -> None:
+    def __init__(
+        self,
+        config: GuardConfig,
+        tables: GuardTables,
+        topics: GuardTopics,
+        count_decision: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         self.tables = tables
         self.topics = topics
         self.timers = BurstTimers()
+        #: Called with the reason of every decision (the Prometheus counter).
+        self.count_decision = count_decision
 
     # -- inbound -----------------------------------------------------------------
     async def on_inbound(self, message: InboundMessage) -> str:
-        """Handle one message; return what was decided (for logs and tests)."""
+        """Handle one record; return ``accepted`` or the reason it gets no answer."""
         chat = message.chat_id
-        if is_status_broadcast(chat) or is_newsletter(chat):
-            return "ignored:broadcast"
-        if message.type == "ciphertext":
+        if is_status_broadcast(chat):
+            return await self._decide(message, "status_broadcast")
+        if is_newsletter(chat):
+            return await self._decide(message, "newsletter")
+        if message.event == "message" and message.type == "ciphertext":
             # Not remembered: the decrypted copy with the same id must still count.
-            return "ignored:ciphertext"
+            return await self._decide(message, "ciphertext")
         state = self.tables.state.get_or(chat, GuardState())
         if state.has_seen(message.message_id):
-            return "dropped:duplicate"
+            return await self._decide(message, "duplicate")
         state.remember(message.message_id, self.config.dedupe_window)
         if state.pending is not None and message.received_at.timestamp() > state.pending.due_at:
             # The chat went quiet before this message came: the burst is over (its tick
             # is late, or this is a replay, which has no clock).
             await self._close_burst(chat, state)
-        decision = self._classify(message, state)
-        if decision == "accepted":
-            self._add_to_burst(state, message)
-            if self.config.burst_quiet_s <= 0:
-                await self._close_burst(chat, state)  # writes the state after the turn
-                return decision
+        reason: DecisionReason | Literal["accepted"]
+        if message.event != "message":
+            reason = await self._decide(message, self._change(message, state))
+        else:
+            reason = self._classify(message)
+            if reason == "accepted":
+                self._add_to_burst(state, message)
+                if self.config.burst_quiet_s <= 0:
+                    await self._close_burst(chat, state)  # writes the state after the turn
+                    return reason
+            elif reason == "owner_takeover":
+                await self._take_over(message, state)
+            elif reason == "unreadable":
+                await self._unreadable(message)
+            else:
+                await self._decide(message, reason)
         self.tables.state.put(chat, state)
-        return decision
+        return reason
 
-    def _classify(self, message: InboundMessage, state: GuardState) -> str:
+    def _classify(self, message: InboundMessage) -> DecisionReason | Literal["accepted"]:
+        """The fate of a new message (``event == "message"``), judged at its ``received_at``."""
         cfg = self.config
         chat = message.chat_id
         at = message.received_at
-        chat_state = self._chat_state(chat)
         if message.from_me:
-            if message.sent_by_bot:
-                return "ignored:own_message"
-            # The owner answered from the phone: stay quiet and drop what was pending.
-            chat_state = chat_state.model_copy(
-                update={
-                    "paused_until": at + timedelta(seconds=cfg.takeover_pause_s),
-                    "consecutive_bot_replies": 0,
-                    "last_human_at": at,
-                }
-            )
-            self.tables.chats.put(chat, chat_state)
-            state.pending = None
-            log.info(
-                "owner typed in %s: the bot is quiet there until %s",
-                chat,
-                chat_state.paused_until.isoformat() if chat_state.paused_until else "-",
-            )
-            return "paused:owner_typed"
+            return "own_message" if message.sent_by_bot else "owner_takeover"
         if (at - message.wa_timestamp).total_seconds() > cfg.ignore_older_than_s:
-            return "ignored:too_old"
-        if chat in cfg.block_list or (cfg.allow_list and chat not in cfg.allow_list):
-            return "ignored:not_allowed"
+            return "too_old"
+        if chat in cfg.block_list:
+            return "blocked"
+        if cfg.allow_list and chat not in cfg.allow_list:
+            return "not_allowed"
+        chat_state = self._chat_state(chat)
         if not chat_state.enabled:
-            return "ignored:disabled"
+            return "disabled"
         if chat_state.is_paused(at):
-            return "ignored:paused"
-        if message.type not in ANSWERABLE or not message.body.strip():
-            return "ignored:unanswerable_type"
+            return "paused"
+        fate = FATES.get(message.type, "unreadable")
+        if fate in ("system", "placeholder"):
+            return "system_message"
         if message.is_group and not self._addressed_in_group(message):
-            return "ignored:group_not_addressed"
+            return "group_not_addressed"
+        has_text = bool(message.body.strip())
+        if fate == "unreadable" or (fate == "caption" and not has_text):
+            return "unreadable"
+        if not has_text:
+            return "empty"
         return "accepted"
 
+    def _change(self, message: InboundMessage, state: GuardState) -> DecisionReason:
+        """Apply an edit or revoke to the open burst, if its target waits there."""
+        target = message.target_message_id
+        assert target is not None  # InboundMessage requires it for every event but message
+        if message.event == "edit":
+            if state.edit_pending(target, message.body):
+                return "edited_in_burst"
+            return "edited_after_answer"
+        if message.event == "revoke":
+            return "revoked_in_burst" if state.revoke_pending(target) else "revoked_after_answer"
+        return "reaction"
+
+    async def _take_over(self, message: InboundMessage, state: GuardState) -> None:
+        """The owner wrote from the phone: pause the chat from the message's time and drop
+        the burst that was waiting (each of its messages is decided ``owner_takeover``)."""
+        chat = message.chat_id
+        at = message.received_at
+        until = at + timedelta(seconds=self.config.takeover_pause_s)
+        waiting = state.pending.messages if state.pending is not None else []
+        for dropped in waiting:
+            await self._decide(
+                InboundMessage.model_validate(dropped), "owner_takeover", paused_until=until
+            )
+        await self._decide(message, "owner_takeover", paused_until=until)
+        state.pending = None
+        chat_state = self._chat_state(chat).model_copy(
+            update={"paused_until": until, "consecutive_bot_replies": 0, "last_human_at": at}
+        )
+        self.tables.chats.put(chat, chat_state)
+        log.info(
+            "owner took over %s: the bot is quiet there until %s (%d waiting message(s) dropped)",
+            chat,
+            until.isoformat(),
+            len(waiting),
+        )
+
+    async def _unreadable(self, message: InboundMessage) -> None:
+        """Record a message the bot cannot read; one notice per chat and day of its time."""
+        window = _day(message.received_at)
+        notice_id = None
+        if self.config.unreadable_notice_enabled:
+            notice_id = self._notice_due("unreadable", message.chat_id, window)
+        await self._decide(message, "unreadable", notice_outbound_id=notice_id)
+        if notice_id is not None:
+            await self._send_notice(
+                message,
+                "unreadable",
+                window,
+                notice_id,
+                self.config.unreadable_notice,
+                reply_to=message.message_id if message.is_group else None,
+            )
+
     def _addressed_in_group(self, message: InboundMessage) -> bool:
-        if message.account_id in message.mentioned_ids:
+        # Mentions arrive canonical (the gateway maps the bot's LID to account_id), and a
+        # reply that quotes one of the bot's messages speaks to the bot as well.
+        if message.account_id in message.mentioned_ids or message.quoted_from_me:
             return True
         prefix = self.config.group_prefix
         return bool(prefix) and message.body.lstrip().lower().startswith(prefix.lower())
@@ -272,7 +423,7 @@ class Guard:
         at = last.received_at  # the turn's time, for every limit window
         blocked = self._limit_reached(first, at)
         if blocked is not None:
-            await self._skip(first, blocked, at)
+            await self._skip(messages, blocked, at)
             self.tables.state.put(chat, state)
             return
         text = "\n".join(self._strip_prefix(m) for m in messages)
@@ -311,7 +462,7 @@ class Guard:
         """The per-chat limit's counter key and window index (minutes since the epoch)."""
         return f"chat|{first.chat_id}", int(at.timestamp() // 60)
 
-    def _limit_reached(self, first: InboundMessage, at: datetime) -> str | None:
+    def _limit_reached(self, first: InboundMessage, at: datetime) -> DecisionReason | None:
         cfg = self.config
         if cfg.rate_chat_per_minute > 0:
             key, window = self._chat_window(first, at)
@@ -374,13 +525,20 @@ class Guard:
             ),
         )
 
-    async def _skip(self, first: InboundMessage, reason: str, at: datetime) -> None:
+    async def _skip(
+        self, messages: list[InboundMessage], reason: DecisionReason, at: datetime
+    ) -> None:
+        """A burst over a limit: no turn; a skipped LLMCall for the turn (``llm.calls``), a
+        decision for each of its messages and at most one notice per chat, limit and window
+        (none for the loop guard)."""
+        first = messages[0]
+        turn_id = turn_id_for(first)
         log.info("no reply in %s: %s", first.chat_id, reason)
         await self.topics.llm_calls.send(
             key=first.chat_id.encode(),
             value=LLMCall(
-                call_id=f"skip-{turn_id_for(first)}",
-                turn_id=turn_id_for(first),
+                call_id=f"skip-{turn_id}",
+                turn_id=turn_id,
                 chat_id=first.chat_id,
                 model="",
                 base_url="",
@@ -389,26 +547,79 @@ class Guard:
                 trace_id=first.trace_id,
             ),
         )
-        if reason == "loop_guard":
-            return  # a notice would only feed the loop
         window = self._chat_window(first, at)[1] if reason == "rate_limited_chat" else _day(at)
-        notice_key = f"notice|{reason}|{first.chat_id}"
-        counter = self.tables.counters.get(notice_key)
+        # A notice would only feed a loop.
+        notice_id = (
+            None if reason == "loop_guard" else self._notice_due(reason, first.chat_id, window)
+        )
+        for i, message in enumerate(messages):
+            await self._decide(
+                message, reason, turn_id=turn_id, notice_outbound_id=notice_id if i == 0 else None
+            )
+        if notice_id is not None:
+            await self._send_notice(first, reason, window, notice_id, self.config.limit_notice)
+
+    # -- notices and decisions ---------------------------------------------------------
+    def _notice_due(self, kind: str, chat: str, window: int) -> str | None:
+        """The outbound_id of the notice ``kind`` for ``chat`` in ``window`` (a minute or day
+        index), or None when that notice went out already. One id per chat, kind and window,
+        so a record processed again yields the same id, which the sink sends once."""
+        key = f"notice|{kind}|{chat}"
+        counter = self.tables.counters.get(key)
         if counter is not None and counter.window == window and counter.noticed:
-            return
-        digest = hashlib.sha1(f"{notice_key}|{window}".encode()).hexdigest()[:20]
+            return None
+        return "notice-" + hashlib.sha1(f"{key}|{window}".encode()).hexdigest()[:20]
+
+    async def _send_notice(
+        self,
+        message: InboundMessage,
+        kind: str,
+        window: int,
+        outbound_id: str,
+        text: str,
+        reply_to: str | None = None,
+    ) -> None:
         await self.topics.outbound.send(
-            key=first.chat_id.encode(),
+            key=message.chat_id.encode(),
             value=OutboundMessage(
-                outbound_id=f"notice-{digest}",  # one id per chat, limit and window
-                chat_id=first.chat_id,
-                account_id=first.account_id,
-                text=self.config.limit_notice,
+                outbound_id=outbound_id,
+                chat_id=message.chat_id,
+                account_id=message.account_id,
+                text=text,
                 kind="notice",
-                trace_id=first.trace_id,
+                reply_to_message_id=reply_to,
+                trace_id=message.trace_id,
             ),
         )
-        self.tables.counters.put(notice_key, Counter(window=window, count=1, noticed=True))
+        key = f"notice|{kind}|{message.chat_id}"
+        self.tables.counters.put(key, Counter(window=window, count=1, noticed=True))
+
+    async def _decide(
+        self, message: InboundMessage, reason: DecisionReason, **details: Any
+    ) -> DecisionReason:
+        """Record that ``message`` gets no answer, and why (``details``: the optional fields
+        of GuardDecision); count it; return ``reason``."""
+        decision = GuardDecision(
+            decision_id=decision_id_for(
+                message.account_id, message.chat_id, message.message_id, reason
+            ),
+            account_id=message.account_id,
+            chat_id=message.chat_id,
+            sender_id=message.sender_id,
+            message_id=message.message_id,
+            event=message.event,
+            target_message_id=message.target_message_id,
+            type=message.type,
+            reason=reason,
+            received_at=message.received_at,
+            trace_id=message.trace_id,
+            **details,
+        )
+        await self.topics.decisions.send(key=message.chat_id.encode(), value=decision)
+        if self.count_decision is not None:
+            self.count_decision(reason)
+        log.debug("message %s: no answer (%s)", message.message_id, reason)
+        return reason
 
     def _chat_state(self, chat: str) -> ChatState:
         return self.tables.chats.get_or(chat, ChatState(chat_id=chat))
@@ -422,9 +633,12 @@ def register(
     tables: GuardTables,
     topics: GuardTopics,
     ticks_topic_name: str,
+    count_decision: Callable[[str], None] | None = None,
 ) -> Guard:
-    """Attach the guard agent and its burst timer to ``app``; return the Guard."""
-    guard = Guard(config, tables, topics)
+    """Attach the guard agent and its burst timer to ``app``; return the Guard.
+
+    ``count_decision(reason)`` is called for every GuardDecision (the metrics counter)."""
+    guard = Guard(config, tables, topics, count_decision)
 
     @app.agent(inbound_and_ticks, name="guard")
     async def guard_agent(stream: Any) -> None:

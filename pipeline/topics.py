@@ -17,6 +17,7 @@ from schemas import (
     DeadLetter,
     DeliveryReceipt,
     GatewayEvent,
+    GuardDecision,
     LLMCall,
     LLMResult,
     OutboundMessage,
@@ -40,6 +41,7 @@ class Topics:
     guard_ticks: Any
     dlq: Any
     analytics: Any
+    decisions: Any
 
     def all(self) -> list[Any]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -67,6 +69,7 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         guard_ticks=topic(settings.topic("guard_ticks"), None),
         dlq=topic(settings.topic("dlq"), DeadLetter),
         analytics=topic(settings.topic("analytics"), AnalyticsEvent),
+        decisions=topic(settings.topic("decisions"), GuardDecision),
     )
 
 
