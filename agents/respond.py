@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import regex
 from pydantic import ValidationError
 
 from agents.context import traced
@@ -84,27 +85,111 @@ class RespondConfig:
     previous_turn_timeout_s: float = 120.0
 
 
-def split_reply(text: str, max_chars: int) -> list[str]:
-    """Split a long reply into messages of at most ``max_chars``.
+_CLUSTER = regex.compile(r"\X")
+_SENTENCE_END = frozenset(".!?")
+_NEWLINES = frozenset({"\n", "\r\n", "\r"})
 
-    Cuts at a paragraph, else a line, else a sentence end, else a space, as long as
-    the cut keeps at least a third of a message; only a word longer than that is cut.
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units: what WhatsApp Web (JavaScript's ``String.length``) counts.
+
+    At least the number of code points (an emoji outside the BMP counts 2), so a part within
+    the limit in UTF-16 units is within it however the limit is counted.
     """
-    rest = text.strip()
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def split_reply(text: str, max_chars: int) -> list[str]:
+    """Split a reply into WhatsApp messages of at most ``max_chars`` UTF-16 code units.
+
+    Cuts only between extended grapheme clusters (Unicode UAX #29, as ``regex``'s ``\\X``
+    finds them), so never inside a ZWJ emoji sequence, a flag, a skin-tone modifier, a
+    combining mark or a Hangul syllable. Among those boundaries it prefers a paragraph break,
+    else a line break, else a sentence end, else a space, as long as the part keeps more than a
+    third of a message; only a word longer than that is cut where the limit falls. A single
+    cluster longer than ``max_chars`` (pathological: a letter with dozens of combining marks)
+    is cut between code points, never inside a surrogate pair.
+
+    The whitespace clusters at each cut, and at both ends, are dropped; nothing else is. So
+    the parts, joined with the whitespace removed at each cut, are exactly the text without
+    its leading and trailing whitespace (a space carrying a combining mark is not whitespace).
+    Returns ``[]`` for a text of whitespace only. Raises ``ValueError`` when ``max_chars < 2``
+    (an astral code point needs 2).
+    """
+    if max_chars < 2:
+        raise ValueError("max_chars must be at least 2 (one astral code point)")
+    clusters: list[str] = _CLUSTER.findall(text)
+    start, stop = 0, len(clusters)
+    while start < stop and clusters[start].isspace():
+        start += 1
+    while stop > start and clusters[stop - 1].isspace():
+        stop -= 1
+    if utf16_len(text) <= max_chars:  # the common case, without building sizes
+        return ["".join(clusters[start:stop])] if start < stop else []
+    # Most clusters are one BMP code point: size 1 without a scan.
+    sizes = [1 if len(c) == 1 and c <= "\uffff" else utf16_len(c) for c in clusters]
     parts: list[str] = []
-    while len(rest) > max_chars:
-        window = rest[: max_chars + 1]
-        cut = max_chars
-        for separator in ("\n\n", "\n", ". ", "! ", "? ", " "):
-            found = window.rfind(separator)
-            if found > max_chars // 3:
-                cut = found + len(separator.rstrip()) if separator.strip() else found
-                break
-        parts.append(rest[:cut].strip())
-        rest = rest[cut:].strip()
-    if rest:
-        parts.append(rest)
+    while start < stop:
+        # The most clusters from ``start`` that fit, and their size.
+        end, size = start, 0
+        while end < stop and size + sizes[end] <= max_chars:
+            size += sizes[end]
+            end += 1
+        if end == stop:
+            parts.append("".join(clusters[start:stop]))
+            break
+        if end == start:  # one cluster longer than a message: cut it between code points
+            head, rest = _cut_cluster(clusters[start], max_chars)
+            parts.append(head)
+            clusters[start], sizes[start] = rest, utf16_len(rest)
+            continue
+        cut = _best_cut(clusters, sizes, start, end, max_chars)
+        last = cut
+        while last > start and clusters[last - 1].isspace():
+            last -= 1
+        parts.append("".join(clusters[start:last]))
+        start = cut
+        while start < stop and clusters[start].isspace():
+            start += 1
     return parts
+
+
+def _best_cut(clusters: list[str], sizes: list[int], start: int, end: int, max_chars: int) -> int:
+    """Index of the cluster the next part stops before: the best-ranked boundary in
+    ``(start, end]`` (the latest of that rank) whose part keeps more than a third of
+    ``max_chars``, else ``end``. ``clusters[end]`` exists: the caller handles the last part.
+
+    Ranks: 0 before a paragraph break, 1 before a line break, 2 after a sentence end (before
+    the space), 3 before a space. Scans from the end and stops at the first paragraph break.
+    """
+    best_rank, best = 4, end
+    size = sum(sizes[start:end])  # the size of clusters[start:boundary]
+    for boundary in range(end, start, -1):
+        if size <= max_chars // 3:
+            break
+        after = clusters[boundary]
+        if after.isspace():
+            if after in _NEWLINES:
+                following = clusters[boundary + 1] if boundary + 1 < len(clusters) else ""
+                rank = 0 if following in _NEWLINES else 1
+            else:
+                rank = 2 if clusters[boundary - 1] in _SENTENCE_END else 3
+            if rank < best_rank:
+                best_rank, best = rank, boundary
+                if rank == 0:
+                    break
+        size -= sizes[boundary - 1]
+    return best
+
+
+def _cut_cluster(cluster: str, max_chars: int) -> tuple[str, str]:
+    """The longest head of ``cluster`` within ``max_chars`` UTF-16 units, and the rest."""
+    size = 0
+    for index, ch in enumerate(cluster):
+        size += 2 if ord(ch) > 0xFFFF else 1
+        if size > max_chars:
+            return cluster[:index], cluster[index:]
+    return cluster, ""
 
 
 class _Abandoned(Exception):

@@ -14,11 +14,18 @@ reached the model::
 prompt (omitted when there is none). A user message ``LONG:<n>`` asks for an ``n``-word reply
 instead, which exercises reply splitting.
 
-Failures are scripted as a FIFO queue (``429`` with ``Retry-After``, ``500``, or ``hang``) that
-successive chat-completion requests consume, set either in :class:`StandinConfig` or at runtime::
+Failures are scripted as a FIFO queue (``429`` with ``Retry-After``, ``500``, ``hang``, or
+``empty``: a 200 whose reply is the empty string) that successive chat-completion requests
+consume, set either in :class:`StandinConfig` or at runtime::
 
     POST /admin/failures  {"failures": [{"kind": "429", "retry_after": 1}, {"kind": "hang"}],
                            "latency_s": 0.2}
+    POST /admin/context   {"context_tokens": 300, "provider": "vllm", "status": 413}
+
+A small model's context window is reproduced with ``context_tokens`` (estimated as
+:func:`estimate_tokens`): a prompt that does not fit is refused the way ``provider`` refuses it,
+with that provider's status and error body (see :data:`PROVIDERS`), so a client is tested against
+every shape it can meet in production.
     GET  /admin/stats     request counts, counts by status, last 1000 received ``messages``
     POST /admin/reset     clears the stats and the queue, restores the configured latency/prefix
 
@@ -49,12 +56,15 @@ from pipeline.local_server import ThreadedServer, serve_until_stopped
 
 __all__ = [
     "MODEL_ID",
+    "PROVIDERS",
     "Failure",
     "FailureKind",
     "LLMStandin",
+    "Provider",
     "StandinConfig",
     "StandinStats",
     "ThreadedStandin",
+    "estimate_tokens",
     "main",
     "run_in_thread",
 ]
@@ -71,10 +81,32 @@ MAX_LONG_WORDS = 100_000
 MAX_QUEUED_FAILURES = 100_000
 """A bound on the failure script, for the same reason."""
 
-FailureKind = Literal["429", "500", "hang"]
+FailureKind = Literal["429", "500", "hang", "empty"]
 _T = TypeVar("_T")
 
-_KINDS: frozenset[str] = frozenset({"429", "500", "hang"})
+_KINDS: frozenset[str] = frozenset({"429", "500", "hang", "empty"})
+
+Provider = Literal["openai", "vllm", "ollama", "lmstudio", "llamacpp"]
+PROVIDERS: dict[str, str] = {
+    "openai": "400, code context_length_exceeded: \"This model's maximum context length is N "
+    'tokens. However, your messages resulted in M tokens. ..." (or "you requested T tokens '
+    '(M in the messages, C in the completion)" when max_tokens does not fit)',
+    "vllm": "400, type BadRequestError, code 400: \"This model's maximum context length is N "
+    "tokens. However, your request has M input tokens. ...\" or \"'max_tokens' or "
+    "'max_completion_tokens' is too large: C. ...\" (vllm/entrypoints/openai/serving_engine.py; "
+    "vllm-project/vllm#34340 and its PRs ask for 413 instead: set status=413)",
+    "ollama": "drops the oldest non-system messages until the prompt fits (truncate defaults to "
+    "true); when the system prompt and the last message alone do not fit, 400 "
+    'invalid_request_error "the prompt is longer than the context length currently available '
+    'to the model; ..." (ollama llm/llama_server.go, openai/openai.go NewError)',
+    "lmstudio": '400 with a string error: {"error": "The number of tokens to keep from the '
+    'initial prompt is greater than the context length (n_keep: M>= n_ctx: N). ..."} '
+    "(lmstudio-ai/lmstudio-bug-tracker#237, #546; Gitlawb/openclaude#353)",
+    "llamacpp": '400, type exceed_context_size_error: "request (M tokens) exceeds the available '
+    'context size (N tokens), try increasing it" with n_prompt_tokens and n_ctx '
+    "(ggml-org/llama.cpp#19774)",
+}
+"""How each provider refuses a prompt longer than its context window (what the stand-in sends)."""
 _ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _SYSTEM_ROLES: frozenset[str] = frozenset({"system", "developer"})
 _LONG = re.compile(r"LONG:(\d+)")
@@ -94,7 +126,9 @@ class _InvalidRequest(Exception):
 class Failure:
     """One scripted failure, consumed by one chat-completion request.
 
-    ``retry_after`` (seconds) only matters for ``429``; ``times`` repeats the entry so that
+    ``retry_after`` (seconds) only matters for ``429``; ``empty`` answers 200 with an empty
+    reply (as LM Studio does for some over-long prompts, lmstudio-bug-tracker#2339); ``times``
+    repeats the entry so that
     "three 429s in a row" is one line rather than three.
     """
 
@@ -135,12 +169,23 @@ class StandinConfig:
 
     ``hang_max_s`` bounds a ``hang`` so a forgotten one cannot hold a socket forever; shutdown
     cuts it short anyway.
+
+    ``context_tokens`` is the model's context window in :func:`estimate_tokens` (``None``: no
+    limit); a prompt that does not fit is refused as ``provider`` refuses it (:data:`PROVIDERS`),
+    with ``context_status`` instead of the provider's status when set (413, as some proxies and
+    proposed vLLM versions answer).
     """
 
     latency_s: float = 0.0
     reply_prefix: str = "echo"
     failures: list[Failure] = field(default_factory=list)
     hang_max_s: float = 300.0
+    context_tokens: int | None = None
+    provider: Provider = "openai"
+    context_status: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_context(self.context_tokens, self.provider, self.context_status)
 
 
 @dataclass(frozen=True)
@@ -150,12 +195,14 @@ class StandinStats:
     ``by_status`` keys are HTTP status codes as strings, plus ``"hang"`` for each request that
     began a scripted hang (whatever ended it). ``messages`` holds the ``messages`` value of the
     last :data:`HISTORY` chat-completion requests whose body had a ``messages`` list, oldest first,
-    including requests that were then failed on purpose.
+    including requests that were then failed on purpose; ``max_tokens`` the ``max_tokens`` (or
+    ``max_completion_tokens``) of the same requests, ``None`` where it was not set.
     """
 
     requests: int
     by_status: dict[str, int]
     messages: list[list[Any]]
+    max_tokens: list[int | None]
     pending_failures: int
     in_flight: int
     max_in_flight: int
@@ -167,6 +214,7 @@ class StandinStats:
             "requests": self.requests,
             "by_status": dict(self.by_status),
             "messages": self.messages,
+            "max_tokens": self.max_tokens,
             "pending_failures": self.pending_failures,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
@@ -176,6 +224,107 @@ class StandinStats:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_context(context_tokens: int | None, provider: str, status: int | None) -> None:
+    if context_tokens is not None and (
+        not isinstance(context_tokens, int)
+        or isinstance(context_tokens, bool)
+        or context_tokens < 1
+    ):
+        raise ValueError("context_tokens must be an integer >= 1 (or null: no limit)")
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider must be one of {sorted(PROVIDERS)}, not {provider!r}")
+    if status is not None and (not isinstance(status, int) or not 400 <= status <= 599):
+        raise ValueError("status must be an HTTP error status (400-599) or null")
+
+
+def estimate_tokens(texts: Sequence[str]) -> int:
+    """The prompt's size in the stand-in's tokens: about four characters a token, plus four a
+    message for the chat template's framing. Real tokenizers differ (CJK and emoji cost more), so
+    clients must act on the provider's error, not on their own estimate."""
+    return sum(len(text) // 4 + 4 for text in texts)
+
+
+def _too_long(
+    provider: str, context: int, texts: Sequence[str], max_tokens: int | None
+) -> dict[str, Any] | None:
+    """The error body ``provider`` answers a prompt over ``context`` with; ``None`` if it fits.
+
+    Not for Ollama, which first drops messages itself (:func:`_ollama_keep`).
+    """
+    used = estimate_tokens(texts)
+    completion = max_tokens or 0
+    if provider == "openai":
+        if used > context:
+            message = (
+                f"This model's maximum context length is {context} tokens. However, your "
+                f"messages resulted in {used} tokens. Please reduce the length of the messages."
+            )
+        elif used + completion > context:
+            message = (
+                f"This model's maximum context length is {context} tokens. However, you "
+                f"requested {used + completion} tokens ({used} in the messages, {completion} in "
+                "the completion). Please reduce the length of the messages or completion."
+            )
+        else:
+            return None
+        return _error_body(message, "invalid_request_error", "messages", "context_length_exceeded")
+    if provider == "vllm":
+        if used >= context:
+            message = (
+                f"This model's maximum context length is {context} tokens. However, your "
+                f"request has {used} input tokens. Please reduce the length of the input messages."
+            )
+        elif completion and used + completion > context:
+            message = (
+                f"'max_tokens' or 'max_completion_tokens' is too large: {completion}. This "
+                f"model's maximum context length is {context} tokens and your request has {used} "
+                f"input tokens ({completion} > {context} - {used})."
+            )
+        else:
+            return None
+        return {
+            "error": {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+        }
+    if used <= context:
+        return None
+    if provider == "lmstudio":
+        return {
+            "error": "The number of tokens to keep from the initial prompt is greater than the "
+            f"context length (n_keep: {used}>= n_ctx: {context}). Try to load the model with a "
+            "larger context length, or provide a shorter input."
+        }
+    if provider == "llamacpp":
+        return {
+            "error": {
+                "code": 400,
+                "message": f"request ({used} tokens) exceeds the available context size "
+                f"({context} tokens), try increasing it",
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": used,
+                "n_ctx": context,
+            }
+        }
+    return None  # ollama: handled by the caller, which drops messages first
+
+
+def _ollama_keep(roles: Sequence[str], texts: Sequence[str], context: int) -> list[int] | None:
+    """The indexes of the messages Ollama keeps: system messages and the newest others that fit,
+    always the last one; ``None`` when even the system messages and the last do not fit."""
+    last = len(texts) - 1
+    keep = {i for i, role in enumerate(roles) if role in _SYSTEM_ROLES} | {last}
+    if estimate_tokens([texts[i] for i in keep]) > context:
+        return None
+    for i in range(last - 1, -1, -1):
+        if i in keep:
+            continue
+        if estimate_tokens([texts[j] for j in keep | {i}]) > context:
+            break
+        keep.add(i)
+    # Like Ollama, drop a contiguous run of the oldest non-system messages.
+    first_kept = min((i for i in keep if roles[i] not in _SYSTEM_ROLES), default=last)
+    return [i for i in range(len(texts)) if roles[i] in _SYSTEM_ROLES or i >= first_kept]
 
 
 def _error_body(
@@ -382,11 +531,15 @@ class LLMStandin:
         self._config = config if config is not None else StandinConfig()
         self._latency_s = self._config.latency_s
         self._prefix = self._config.reply_prefix
+        self._context_tokens = self._config.context_tokens
+        self._provider: str = self._config.provider
+        self._context_status = self._config.context_status
         self._failures: deque[Failure] = deque()
         self._queue_failures(self._config.failures)
         self._requests = 0
         self._by_status: Counter[str] = Counter()
         self._messages: deque[list[Any]] = deque(maxlen=HISTORY)
+        self._max_tokens: deque[int | None] = deque(maxlen=HISTORY)
         self._in_flight = 0
         self._max_in_flight = 0
         self._sleeping: set[asyncio.Task[Any]] = set()
@@ -404,6 +557,7 @@ class LLMStandin:
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/admin/failures", self._admin_failures)
+        app.router.add_post("/admin/context", self._admin_context)
         app.router.add_get("/admin/stats", self._admin_stats)
         app.router.add_post("/admin/reset", self._admin_reset)
         # handler_cancellation: a client that gave up (timeout during a hang) frees its handler at
@@ -468,6 +622,7 @@ class LLMStandin:
             requests=self._requests,
             by_status=dict(self._by_status),
             messages=list(self._messages),
+            max_tokens=list(self._max_tokens),
             pending_failures=len(self._failures),
             in_flight=self._in_flight,
             max_in_flight=self._max_in_flight,
@@ -494,14 +649,29 @@ class LLMStandin:
         if reply_prefix is not None:
             self._prefix = reply_prefix
 
+    def set_context(
+        self, context_tokens: int | None, provider: str = "openai", status: int | None = None
+    ) -> None:
+        """Sets the context window (estimated tokens, ``None``: none), whose refusal to copy, and
+        an optional status replacing the provider's (see :class:`StandinConfig`)."""
+        _check_context(context_tokens, provider, status)
+        self._context_tokens = context_tokens
+        self._provider = provider
+        self._context_status = status
+
     def reset(self) -> None:
-        """Forgets the stats and the failure script; latency and prefix return to the config's."""
+        """Forgets the stats and the failure script; latency, prefix and context return to the
+        config's."""
         self._failures.clear()
         self._latency_s = self._config.latency_s
         self._prefix = self._config.reply_prefix
+        self._context_tokens = self._config.context_tokens
+        self._provider = self._config.provider
+        self._context_status = self._config.context_status
         self._requests = 0
         self._by_status.clear()
         self._messages.clear()
+        self._max_tokens.clear()
         self._max_in_flight = self._in_flight
 
     def _queue_failures(self, failures: Iterable[Failure]) -> None:
@@ -549,6 +719,8 @@ class LLMStandin:
             )
         if isinstance(body, dict) and isinstance(body.get("messages"), list):
             self._messages.append(body["messages"])
+            limit = body.get("max_completion_tokens", body.get("max_tokens"))
+            self._max_tokens.append(limit if isinstance(limit, int) else None)
         # Failures come before validation, as a rate limiter or a crashing proxy in front of the
         # model would; they answer at once, without the configured latency.
         if self._failures:
@@ -572,6 +744,12 @@ class LLMStandin:
                     ),
                     500,
                 )
+            if failure.kind == "empty":
+                try:
+                    prompt = _parse_completion_request(body)
+                except _InvalidRequest as exc:
+                    return _invalid(exc)
+                return _json_response(_completion(prompt, ""))
             self._by_status["hang"] += 1
             await self._sleep(self._config.hang_max_s)
             return _json_response(
@@ -579,12 +757,42 @@ class LLMStandin:
             )
         try:
             prompt = _parse_completion_request(body)
+        except _InvalidRequest as exc:
+            return _invalid(exc)
+        if self._context_tokens is not None:
+            refusal, prompt = self._fit(prompt, self._context_tokens)
+            if refusal is not None:
+                return refusal
+        try:
             reply = _reply_for(prompt, self._prefix)
         except _InvalidRequest as exc:
             return _invalid(exc)
         if self._latency_s > 0:
             await self._sleep(self._latency_s)
         return _json_response(_completion(prompt, reply))
+
+    def _fit(self, prompt: _Prompt, context: int) -> tuple[web.Response | None, _Prompt]:
+        """The provider's refusal of a prompt over ``context``, or the prompt the model sees."""
+        if self._provider == "ollama":
+            keep = _ollama_keep(prompt.roles, prompt.texts, context)
+            if keep is None:
+                body = _error_body(
+                    "the prompt is longer than the context length currently available to the "
+                    "model; shorten the prompt, adjust the context length in settings, or use a "
+                    "model with a longer context length",
+                    "invalid_request_error",
+                )
+                return _json_response(body, self._context_status or 400), prompt
+            return None, _Prompt(
+                prompt.model,
+                [prompt.roles[i] for i in keep],
+                [prompt.texts[i] for i in keep],
+                prompt.max_tokens,
+            )
+        refusal = _too_long(self._provider, context, prompt.texts, prompt.max_tokens)
+        if refusal is None:
+            return None, prompt
+        return _json_response(refusal, self._context_status or 400), prompt
 
     async def _models(self, request: web.Request) -> web.Response:
         return _json_response(
@@ -618,6 +826,24 @@ class LLMStandin:
             return _json_response(_error_body(str(exc), "invalid_request_error"), 400)
         return _json_response(
             {"pending_failures": len(self._failures), "latency_s": self._latency_s}
+        )
+
+    async def _admin_context(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.read())
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            self.set_context(
+                body.get("context_tokens"), body.get("provider", "openai"), body.get("status")
+            )
+        except ValueError as exc:
+            return _json_response(_error_body(str(exc), "invalid_request_error"), 400)
+        return _json_response(
+            {
+                "context_tokens": self._context_tokens,
+                "provider": self._provider,
+                "status": self._context_status,
+            }
         )
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
@@ -654,6 +880,12 @@ class ThreadedStandin(ThreadedServer[LLMStandin]):
             )
         )
 
+    def set_context(
+        self, context_tokens: int | None, provider: str = "openai", status: int | None = None
+    ) -> None:
+        """See :meth:`LLMStandin.set_context`."""
+        self.run(lambda: self.server.set_context(context_tokens, provider, status))
+
     def reset(self) -> None:
         """See :meth:`LLMStandin.reset`."""
         self.run(self.server.reset)
@@ -678,8 +910,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
     parser.add_argument("--prefix", default="echo", help="reply prefix")
+    parser.add_argument(
+        "--context-tokens", type=int, default=None, help="context window, estimated tokens"
+    )
+    parser.add_argument(
+        "--provider", default="openai", choices=sorted(PROVIDERS), help="over-long error flavour"
+    )
     args = parser.parse_args(argv)
-    config = StandinConfig(latency_s=args.latency, reply_prefix=args.prefix)
+    config = StandinConfig(
+        latency_s=args.latency,
+        reply_prefix=args.prefix,
+        context_tokens=args.context_tokens,
+        provider=args.provider,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve_until_stopped(

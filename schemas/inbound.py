@@ -133,8 +133,7 @@ class InboundMessage(Record):
             raise ValueError("has_media is true but media is missing")
         if (self.event == "message") == (self.target_message_id is not None):
             raise ValueError(
-                "target_message_id is required for an edit, revoke or reaction, "
-                "and only for those"
+                "target_message_id is required for an edit, revoke or reaction, and only for those"
             )
         if self.sent_by_bot and not self.from_me:
             raise ValueError("sent_by_bot requires from_me: the bot sends from our own account")

@@ -15,7 +15,12 @@ LLMCallStatus = Literal["ok", "retry", "error", "fallback", "skipped"]
 
 
 class LLMCall(Record):
-    """Model, tokens, latency and outcome of one attempt, for cost and health analytics."""
+    """Model, tokens, latency and outcome of one attempt, for cost and health analytics.
+
+    v2 adds ``cut_chars`` and ``dropped_entries``: what of the turn's prompt was not sent.
+    """
+
+    schema_version: int = Field(2, ge=1)
 
     call_id: str = Field(min_length=1)
     turn_id: str = Field(min_length=1)
@@ -32,6 +37,18 @@ class LLMCall(Record):
     error: str | None = None
     decision: str | None = Field(
         None, description="why a call was skipped, e.g. rate_limited_chat, token_budget"
+    )
+    cut_chars: int = Field(
+        0,
+        ge=0,
+        description="characters cut from messages longer than WABOT_LLM_MAX_MESSAGE_CHARS "
+        "before the call (the same for every call of a turn)",
+    )
+    dropped_entries: int = Field(
+        0,
+        ge=0,
+        description="oldest window entries left out of this call's prompt because the "
+        "endpoint said the prompt was too long for the model's context",
     )
     at: UtcDatetime = Field(default_factory=utc_now)
 

@@ -267,3 +267,110 @@ def test_run_in_thread_serves_synchronous_clients() -> None:
         assert completion.choices[0].message.content == "bot[1]: sync hello"
         assert server.stats.by_status == {"429": 1, "200": 1}
     server.stop()  # a second stop is harmless
+
+
+def _long_prompt(entries: int) -> list[dict[str, str]]:
+    history = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"entry {i} " + "x" * 200}
+        for i in range(entries)
+    ]
+    return [{"role": "system", "content": "be brief"}, *history, {"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("provider", "status", "check"),
+    [
+        (
+            "openai",
+            400,
+            lambda e: (
+                e.code == "context_length_exceeded"
+                and e.type == "invalid_request_error"
+                and e.param == "messages"
+                and "maximum context length is 100 tokens. However, your messages resulted in"
+                in e.message
+            ),
+        ),
+        (
+            "vllm",
+            400,
+            lambda e: (
+                e.type == "BadRequestError"
+                and str(e.code) == "400"
+                and "However, your request has" in e.message
+            ),
+        ),
+        ("lmstudio", 400, lambda e: isinstance(e.body, str) and "n_ctx: 100" in e.body),
+        (
+            "llamacpp",
+            400,
+            lambda e: (
+                e.type == "exceed_context_size_error"
+                and e.body["n_ctx"] == 100
+                and "exceeds the available context size (100 tokens)" in e.message
+            ),
+        ),
+    ],
+)
+async def test_an_overlong_prompt_is_refused_in_each_providers_shape(
+    standin: LLMStandin, client: openai.AsyncOpenAI, provider: str, status: int, check: Any
+) -> None:
+    standin.set_context(100, provider)
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model="standin-1", messages=_long_prompt(4))  # type: ignore[arg-type]
+    assert caught.value.status_code == status
+    assert check(caught.value), caught.value.body
+    # A short prompt still fits.
+    assert (await _ask(client, "hi")).choices[0].message.content == "echo[1]: hi"
+
+
+async def test_openai_and_vllm_count_max_tokens_against_the_context(
+    standin: LLMStandin, client: openai.AsyncOpenAI
+) -> None:
+    standin.set_context(100, "openai")
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _ask(client, "hi", max_tokens=200)
+    assert "(4 in the messages, 200 in the completion)" in caught.value.message
+    standin.set_context(100, "vllm", 413)
+    with pytest.raises(openai.APIStatusError) as too_large:
+        await _ask(client, "hi", max_tokens=200)
+    assert too_large.value.status_code == 413
+    assert "'max_tokens' or 'max_completion_tokens' is too large: 200" in too_large.value.message
+
+
+async def test_ollama_drops_the_oldest_messages_and_refuses_only_an_overlong_last_one(
+    standin: LLMStandin, client: openai.AsyncOpenAI
+) -> None:
+    status, body = await _admin(
+        standin, "POST", "/admin/context", {"context_tokens": 150, "provider": "ollama"}
+    )
+    assert (status, body["provider"]) == (200, "ollama")
+    completion = await client.chat.completions.create(
+        model="standin-1",
+        messages=_long_prompt(6),  # type: ignore[arg-type]
+    )
+    digest = hashlib.sha1(b"be brief").hexdigest()[:6]
+    # system + the two newest entries + the last message fit in 150 estimated tokens
+    assert completion.choices[0].message.content == f"echo[4|sys:{digest}]: hi"
+    with pytest.raises(openai.BadRequestError) as caught:
+        await _ask(client, "y" * 1000)
+    assert "- the prompt is longer than the context length" in caught.value.message
+    assert caught.value.type == "invalid_request_error"
+
+
+async def test_admin_context_rejects_an_unknown_provider(standin: LLMStandin) -> None:
+    status, body = await _admin(
+        standin, "POST", "/admin/context", {"context_tokens": 10, "provider": "nope"}
+    )
+    assert status == 400
+    assert "provider" in body["error"]["message"]
+
+
+async def test_empty_failure_answers_200_with_an_empty_reply(
+    standin: LLMStandin, client: openai.AsyncOpenAI
+) -> None:
+    standin.set_failures([Failure("empty")])
+    completion = await _ask(client, "hi", max_tokens=7)
+    assert completion.choices[0].message.content == ""
+    assert (await _ask(client, "hi")).choices[0].message.content == "echo[1]: hi"
+    assert standin.stats.max_tokens == [7, None]

@@ -148,7 +148,9 @@ def test_nested_records_are_checked_field_by_field() -> None:
     broken = json.loads(json.dumps(schema))
     del broken["$defs"]["Turn"]["properties"]["seq"]
     broken["$defs"]["LLMCall"]["properties"]["status"]["enum"].remove("retry")
-    broken["properties"]["schema_version"]["default"] = 2
+    broken["properties"]["schema_version"]["default"] = (
+        schema["properties"]["schema_version"]["default"] + 1
+    )
     fields = sorted(p.field for p in check_compatible("LLMResult", schema, broken))
     assert fields == ["calls[].status", "turn.seq"]
 
