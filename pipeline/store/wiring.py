@@ -1,0 +1,70 @@
+"""Puts the archive into the worker: its own consumer group, the store, a task."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents.archive import ArchiveConfig, Archiver, Kind
+from pipeline.settings import Settings
+from pipeline.store.engine import database_url, shown
+from pipeline.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["archive_topics", "install_archive"]
+
+
+def archive_topics(settings: Settings) -> dict[str, Kind]:
+    """Topic name -> what it carries, for every topic the archive reads."""
+    return {
+        settings.topic("inbound"): "inbound",
+        settings.topic("outbound"): "outbound",
+        settings.topic("delivery"): "delivery",
+        settings.topic("llm_calls"): "llm_call",
+        settings.topic("events"): "event",
+        settings.topic("decisions"): "decision",
+        settings.topic("turns"): "turn",
+    }
+
+
+def archive_group(settings: Settings) -> str:
+    """The archive's consumer group: apart from the app's, so the bot never waits for it."""
+    return f"{settings.app_id}-archive"
+
+
+def install_archive(app: Any, settings: Settings) -> Archiver:
+    """Run the archive in ``app``'s worker: migrate the store when behind, then archive."""
+    url = database_url(settings.database_url.get_secret_value(), settings.data_dir)
+    writer = StoreWriter(url)
+    archiver = Archiver(
+        ArchiveConfig(
+            bootstrap_servers=settings.bootstrap_servers,
+            topics=archive_topics(settings),
+            group=archive_group(settings),
+            batch_size=settings.archive_batch_size,
+            retry_max_s=settings.archive_retry_max_s,
+            session_timeout_s=settings.broker_session_timeout,
+            heartbeat_interval_s=settings.broker_heartbeat_interval,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        ),
+        writer,
+        app.topics_.dlq,
+    )
+    app.task(_guarded(archiver, writer, shown(url)))
+    return archiver
+
+
+def _guarded(archiver: Archiver, writer: StoreWriter, where: str) -> Callable[[], Awaitable[None]]:
+    async def archive() -> None:
+        try:
+            await archiver.run()
+        except Exception:
+            # A store the archive cannot use (a schema newer than this code, say) stops the
+            # archive, not the bot; nothing was acked, so it resumes from there when fixed.
+            log.exception("archive stopped: cannot archive into %s", where)
+        finally:
+            await writer.close()
+
+    return archive
