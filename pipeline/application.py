@@ -31,7 +31,7 @@ from pipeline.gateway.wiring import install_gateway
 from pipeline.llm import LLMClient
 from pipeline.llm_standin import LLMStandin
 from pipeline.logs import logging_config
-from pipeline.metrics import setup_metrics
+from pipeline.metrics import guard_decision_counter, metric_prefix, setup_metrics
 from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
@@ -59,6 +59,8 @@ class PipelineApp(faust.App):
     #: Topics a consumer group with no committed offset starts reading that many seconds
     #: back, not at the beginning (see pipeline/transport.py).
     recent_start: dict[str, float]
+    #: Topics declared outside ``topics_`` (the gateway's lid pairs) that the app creates.
+    extra_topics: list[Any]
 
     @property
     def is_ready(self) -> bool:
@@ -105,8 +107,18 @@ class PipelineApp(faust.App):
             backoff_s=s.llm_backoff_s,
             backoff_max_s=s.llm_backoff_max_s,
             fallback_reply=s.llm_fallback_reply,
+            max_message_chars=s.llm_max_message_chars,
         )
         log.info("LLM: model %s at %s", s.llm_model, ", ".join(urls))
+        # One look at each endpoint, so a wrong URL or key shows at start, not as fallback
+        # replies later; the worker starts anyway (the endpoint may come up after it).
+        for url, problem in (await llm.client.check()).items():
+            log.warning(
+                "LLM endpoint %s does not answer GET /models (%s); turns get the fallback "
+                "reply until it does",
+                url,
+                problem,
+            )
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -122,7 +134,7 @@ class PipelineApp(faust.App):
         s = self.settings
         replication = s.topic_replication_factor
         specs = []
-        for topic in self.topics_.all():
+        for topic in [*self.topics_.all(), *self.extra_topics]:
             name = topic.get_topic_name()
             # wa.inbound is what replays read, so it is kept longer than the rest.
             inbound = name == s.topic("inbound")
@@ -255,6 +267,8 @@ def create_app(settings: Settings) -> PipelineApp:
     _wire_agents(app, settings, app.llm)
     if settings.analytics_enabled:
         _wire_analytics(app, settings)
+    if settings.archive_enabled and not settings.replay_mode:
+        _wire_archive(app, settings)
     if settings.gateway_in_worker:
         app.gateway = install_gateway(app, settings)
     _views(app)
@@ -301,6 +315,7 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
     app.settings = settings
     app.rebalance_hooks = []
     app.recent_start = {}
+    app.extra_topics = []
     app.topics_ = declare_topics(app, settings)
     setup_metrics(app, name_prefix=app_id.replace("-", "_"))
     return app
@@ -355,6 +370,8 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             loop_max_bot_replies=settings.loop_max_bot_replies,
             loop_quiet_reset_s=settings.loop_quiet_reset_s,
             limit_notice=settings.limit_notice,
+            unreadable_notice=settings.unreadable_notice,
+            unreadable_notice_enabled=settings.unreadable_notice_enabled,
             replay=settings.replay_mode,
         ),
         tables=agents.guard.GuardTables(
@@ -370,7 +387,9 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             outbound=t.outbound,
             llm_calls=t.llm_calls,
             dlq=t.dlq,
+            decisions=t.decisions,
         ),
+        count_decision=guard_decision_counter(metric_prefix(settings.app_id)),
     )
     scheduler = agents.respond.ChatScheduler(
         agents.respond.RespondConfig(
@@ -455,3 +474,11 @@ def _wire_analytics(app: PipelineApp, settings: Settings) -> None:
         settings.topic("analytics"),
         "included" if settings.analytics_include_text else "left out",
     )
+
+
+def _wire_archive(app: PipelineApp, settings: Settings) -> None:
+    """The conversation store, filled from the topics by the archive (its own consumer group;
+    the schema is upgraded first when behind). A replay's worker archives nothing."""
+    from pipeline.store.wiring import install_archive
+
+    install_archive(app, settings)

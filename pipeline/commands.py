@@ -91,3 +91,7 @@ def register_commands(app: Any, settings: Settings) -> None:
     from pipeline.replay.command import register_replay_commands
 
     register_replay_commands(app, settings)
+
+    from pipeline.store.commands import register_db_command
+
+    register_db_command(app, settings)

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         "guard.ticks", description="Internal, named {app_id}-<this>: timers that close bursts"
     )
     topic_dlq: str = Field("pipeline.dlq", description="Dead letters: bad input with a reason")
+    topic_decisions: str = Field(
+        "wa.decisions", description="Why a message got no answer: one GuardDecision per record"
+    )
     topic_analytics: str = Field(
         "analytics.events", description="Pseudonymized events for analytics (WABOT_ANALYTICS_*)"
     )
@@ -131,6 +134,15 @@ class Settings(BaseSettings):
         "!bot", description="In groups, answer messages starting with this (or mentioning us)"
     )
     dedupe_window: int = Field(500, ge=1, description="Message ids remembered per chat")
+    unreadable_notice: str = Field(
+        "I can only read text messages. Could you write your question?",
+        min_length=1,
+        description="Sent at most once per chat and UTC day for a message the bot cannot read "
+        "(voice note, sticker, photo without caption, ...)",
+    )
+    unreadable_notice_enabled: bool = Field(
+        True, description="Send WABOT_UNREADABLE_NOTICE (false: such messages are only recorded)"
+    )
 
     # --- rate limits ---------------------------------------------------------
     rate_chat_per_minute: int = Field(6, ge=0, description="Replies per chat per minute (0: off)")
@@ -156,9 +168,17 @@ class Settings(BaseSettings):
     llm_api_key: str = Field("", description="API key for the LLM endpoint")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint")
     llm_timeout_s: float = Field(30.0, gt=0, description="Timeout of one LLM call, seconds")
-    llm_max_tokens: int = Field(512, ge=1, description="max_tokens of each reply")
+    llm_max_tokens: int = Field(512, ge=1, description="max_tokens of each reply (always sent)")
+    llm_max_message_chars: int = Field(
+        4000,
+        ge=100,
+        description="Longer messages (the turn, window entries) are cut before the LLM call; "
+        "the cut is logged and recorded on llm.calls",
+    )
     llm_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature")
-    llm_retries: int = Field(4, ge=0, description="Retries of 429, 5xx and timeouts")
+    llm_retries: int = Field(
+        4, ge=0, description="Retries of 429, 5xx, timeouts and refused connections"
+    )
     llm_backoff_s: float = Field(0.5, gt=0, description="First retry delay, doubled each time")
     llm_backoff_max_s: float = Field(20.0, gt=0, description="Longest retry delay")
     llm_fallback_base_urls: list[str] = Field(
@@ -288,6 +308,33 @@ class Settings(BaseSettings):
             )
         return value
 
+    # --- store -----------------------------------------------------------------
+    database_url: SecretStr = Field(
+        SecretStr(""),
+        description="Conversation store: empty for SQLite in <WABOT_DATA_DIR>/wabot.db, or "
+        "postgresql+asyncpg://user:password@host:5432/database",
+    )
+    archive_enabled: bool = Field(
+        True,
+        description="Archive the topics into the store (consumer group <WABOT_APP_ID>-archive)",
+    )
+    archive_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Most records the archive writes in one transaction"
+    )
+    archive_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between the archive's retries of a store that is down"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if not text:
+            return SecretStr("")
+        from pipeline.store.engine import normalized_url
+
+        return SecretStr(normalized_url(text))
+
     # --- logging ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field(
@@ -388,7 +435,10 @@ def _describe(error: ValidationError) -> str:
         field = str(item["loc"][0]) if item["loc"] else "?"
         message = item["msg"].removeprefix("Value error, ")
         given = item.get("input")
-        shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+        secret = (
+            field in Settings.model_fields and Settings.model_fields[field].annotation is SecretStr
+        )
+        shown = f" (got {given!r})" if isinstance(given, str | int | float) and not secret else ""
         parts.append(f"{env_name(field)}: {message}{shown}")
     return "; ".join(parts)
 

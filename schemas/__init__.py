@@ -12,6 +12,7 @@ from schemas.chat_ids import (
 )
 from schemas.chat_state import ChatState
 from schemas.dead_letter import DeadLetter
+from schemas.decision import DECISION_REASONS, DecisionReason, GuardDecision
 from schemas.delivery import DeliveryReceipt, DeliveryStatus
 from schemas.gateway_event import GatewayEvent, GatewayEventKind, GatewayState
 from schemas.inbound import InboundEvent, InboundMessage, MediaInfo, MessageType
@@ -33,21 +34,25 @@ ALL_MODELS: dict[str, type[Record]] = {
     "llm_call": LLMCall,
     "llm_result": LLMResult,
     "dead_letter": DeadLetter,
+    "guard_decision": GuardDecision,
     "chat_state": ChatState,
     "analytics_event": AnalyticsEvent,
 }
 
 __all__ = [
     "ALL_MODELS",
+    "DECISION_REASONS",
     "SCHEMA_VERSION",
     "AnalyticsEvent",
     "ChatState",
     "DeadLetter",
+    "DecisionReason",
     "DeliveryReceipt",
     "DeliveryStatus",
     "GatewayEvent",
     "GatewayEventKind",
     "GatewayState",
+    "GuardDecision",
     "InboundEvent",
     "InboundMessage",
     "InvalidChatIdError",
