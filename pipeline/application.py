@@ -36,6 +36,7 @@ from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
 from pipeline.transport import TunedTransport
+from pipeline.web_auth import bearer_middleware
 from schemas import ChatState, LLMResult
 
 log = logging.getLogger(__name__)
@@ -303,6 +304,8 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
         web_bind=settings.web_host,
         web_host=settings.web_host,
         web_port=web_port,
+        # Every path but /health (and /metrics, if public) needs a bearer token.
+        web_application_options={"middlewares": [bearer_middleware(settings)]},
         broker_commit_interval=settings.commit_interval_s,
         producer_linger=settings.producer_linger_ms / 1000,
         logging_config=logging_config(settings.log_level, settings.log_format),

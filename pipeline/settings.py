@@ -335,6 +335,16 @@ class Settings(BaseSettings):
 
         return SecretStr(normalized_url(text))
 
+    # --- operator API ------------------------------------------------------------
+    api_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Bearer tokens by name for the web endpoints, JSON "
+        '{"ops": "<long random secret>"}; empty: one is made in <data_dir>/api-token',
+    )
+    metrics_public: bool = Field(
+        True, description="Serve /metrics without a token (Prometheus scrapes it)"
+    )
+
     # --- logging ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field(

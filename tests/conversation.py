@@ -62,6 +62,7 @@ class Conversation:
         self.env = {
             "WABOT_BROKER_URL": broker.url,
             "WABOT_APP_ID": self.app_id,
+            "WABOT_API_TOKENS": json.dumps({"tests": uuid.uuid4().hex}),
             "WABOT_DATA_DIR": str(tmp_path / "data"),
             "WABOT_TOPIC_PARTITIONS": "4",
             "WABOT_LLM_BASE_URL": self.standin.base_url,

@@ -45,11 +45,23 @@ class WorkerProcess:
     def health(self) -> dict[str, object] | None:
         return self.get_json("/health")
 
+    @property
+    def token(self) -> str | None:
+        """The bearer token the worker's web views want (the first of WABOT_API_TOKENS)."""
+        tokens = json.loads(self.env.get("WABOT_API_TOKENS") or "{}")
+        return next(iter(tokens.values()), None)
+
+    def get(self, path: str, timeout: float = 10) -> bytes:
+        """GET ``path`` of the worker's web server with its token; raises URLError."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return bytes(response.read())
+
     def get_json(self, path: str) -> dict[str, object] | None:
         """GET a JSON view of the worker; None while it does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return dict(json.loads(r.read()))
+            return dict(json.loads(self.get(path, timeout=2)))
         except (urllib.error.URLError, OSError, ValueError):
             return None
 

@@ -180,10 +180,8 @@ async def screenshot(page: Page, name: str) -> None:
 
 def save_bot_page(stack: Stack, name: str) -> None:
     """The gateway's own page, through its screenshot view."""
-    url = f"http://127.0.0.1:{stack.gateway.port}/gateway/screenshot.png"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        OUTPUT.mkdir(exist_ok=True)
-        (OUTPUT / name).write_bytes(response.read())
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / name).write_bytes(stack.gateway.get("/gateway/screenshot.png"))
 
 
 def only(stack: Stack, mode: str) -> None:
@@ -200,11 +198,7 @@ async def test_qr_flow_reaches_ready(stack: Stack) -> None:
     status = await stack.wait_state("qr")
     assert status["qr_available"] is True
     code = stack.lookalike.state()["auth_code"]["fullCode"]
-    with urllib.request.urlopen(
-        f"http://127.0.0.1:{stack.gateway.port}/gateway/qr.png", timeout=10
-    ) as response:
-        assert response.headers["content-type"] == "image/png"
-        assert response.read().startswith(b"\x89PNG\r\n\x1a\n")
+    assert stack.gateway.get("/gateway/qr.png").startswith(b"\x89PNG\r\n\x1a\n")
     events = await stack.events(lambda es: "qr" in states(es))
     qr_event = next(e for e in events if e.get("state") == "qr")
     assert qr_event["qr"] == code  # the string the phone must scan

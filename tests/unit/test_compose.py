@@ -381,3 +381,10 @@ def test_prometheus_scrapes_the_worker_metrics() -> None:
         assert host in services, f"scrape target {target!r} names no compose service"
         assert target == expected, f"scrape target {target!r} should be {expected!r}"
         assert port == str(_web_port())
+
+
+def test_every_published_port_listens_on_loopback_only() -> None:
+    """The gateway's QR and screenshot, and Kafka, must not face every host interface."""
+    for name, service in _compose()["services"].items():
+        for port in (service or {}).get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"service {name!r} publishes {port}"
