@@ -36,7 +36,7 @@ from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
 from pipeline.transport import TunedTransport
-from pipeline.web_auth import bearer_middleware
+from pipeline.web_auth import api_tokens, bearer_middleware
 from schemas import ChatState, LLMResult
 
 log = logging.getLogger(__name__)
@@ -194,6 +194,7 @@ class PipelineWorker(faust.Worker):
 
     def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
         _exit_if_ports_taken(app.settings, app.conf.web_port)
+        api_tokens(app.settings)  # made now, so its file is there before the first request
         super().__init__(app, *args, **kwargs)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
@@ -355,10 +356,17 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
 
     agents.guard.register(
         app,
+        # Operator controls (chat.control) join the same co-partitioned stream, so the guard
+        # applies them to chat_state in stream context, in order with the chat's messages.
         inbound_and_ticks=raw_source(
-            app, settings, settings.topic("inbound"), settings.topic("guard_ticks")
+            app,
+            settings,
+            settings.topic("inbound"),
+            settings.topic("guard_ticks"),
+            settings.topic("control"),
         ),
         ticks_topic_name=settings.topic("guard_ticks"),
+        control_topic_name=settings.topic("control"),
         config=agents.guard.GuardConfig(
             burst_quiet_s=settings.burst_quiet_s,
             ignore_older_than_s=settings.ignore_older_than_s,

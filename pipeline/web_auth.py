@@ -71,13 +71,16 @@ def token_name(header: str | None, tokens: Mapping[str, str]) -> str | None:
 def bearer_middleware(settings: Settings) -> Any:
     """An aiohttp middleware (for Faust's ``web_application_options``) that lets a request
     through to any path but the open ones only with a configured token."""
-    tokens = api_tokens(settings)
     open_paths = OPEN_PATHS | ({"/metrics", "/metrics/"} if settings.metrics_public else set())
+    tokens: dict[str, str] = {}  # read at the first request: a command that serves no web
+    # (db, replay, rebuild-tables) must not make a token file
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in open_paths:
             return await handler(request)
+        if not tokens:
+            tokens.update(api_tokens(settings))
         header = request.headers.get("Authorization")
         if not header:
             return _refuse(401, "unauthorized", "send Authorization: Bearer <token>")
