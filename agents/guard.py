@@ -72,6 +72,7 @@ from pydantic import ValidationError
 from agents.context import traced
 from agents.dead_letters import dead_letter
 from schemas import (
+    ChatControl,
     ChatState,
     DecisionReason,
     GuardDecision,
@@ -298,7 +299,7 @@ class Guard:
         if cfg.allow_list and chat not in cfg.allow_list:
             return "not_allowed"
         chat_state = self._chat_state(chat)
-        if not chat_state.enabled:
+        if not chat_state.enabled or not self.account_enabled(message.account_id):
             return "disabled"
         if chat_state.is_paused(at):
             return "paused"
@@ -624,6 +625,69 @@ class Guard:
     def _chat_state(self, chat: str) -> ChatState:
         return self.tables.chats.get_or(chat, ChatState(chat_id=chat))
 
+    # -- operator controls (chat.control, from the operator API) -------------------
+    async def on_control(self, control: ChatControl) -> str:
+        """Apply one operator control to ``chat_state`` (in stream context); return what it
+        did (``pause``, ``resume``, ``profile``, ``account_profile``).
+
+        A chat the bot has never seen gets its ChatState here. An account's profile is kept
+        in the same table under :func:`account_key` (each partition has its copy: the API
+        writes the record to every partition), with the account's system prompt in
+        ``persona``; respond uses a chat's persona, else its account's, else the configured
+        prompt, and the guard answers only where both chat and account are enabled."""
+        if control.action == "account_profile":
+            assert control.account_id is not None
+            key = account_key(control.account_id)
+            current = self.tables.chats.get_or(key, ChatState(chat_id=control.account_id))
+            updated = current.model_copy(update=_profile_update(control))
+            self.tables.chats.put(key, updated)
+            log.info(
+                "control %s: account %s profile set (system prompt %s, enabled %s) by %s",
+                control.control_id,
+                control.account_id,
+                "set" if updated.persona else "default",
+                updated.enabled,
+                control.operator or "-",
+            )
+            return control.action
+        assert control.chat_id is not None
+        chat = control.chat_id
+        state = self._chat_state(chat)
+        if control.action == "pause":
+            state = state.model_copy(update={"paused_until": control.until})
+            detail = f"paused until {control.until.isoformat() if control.until else '-'}"
+        elif control.action == "resume":
+            state = state.model_copy(update={"paused_until": None})
+            detail = "resumed"
+        else:
+            state = state.model_copy(update=_profile_update(control))
+            detail = (
+                f"profile set (persona {'set' if state.persona else 'default'}, "
+                f"enabled {state.enabled})"
+            )
+        self.tables.chats.put(chat, state)
+        log.info(
+            "control %s: %s %s by %s", control.control_id, chat, detail, control.operator or "-"
+        )
+        return control.action
+
+    def account_enabled(self, account_id: str) -> bool:
+        """False when an operator switched the whole account off."""
+        found = self.tables.chats.get(account_key(account_id))
+        return found is None or found.enabled
+
+
+def account_key(account_id: str) -> str:
+    """The ``chat_state`` key of an account's profile (never a chat id: ``|`` is not in one)."""
+    return f"account|{account_id}"
+
+
+def _profile_update(control: ChatControl) -> dict[str, Any]:
+    update: dict[str, Any] = {"persona": control.persona or None}
+    if control.enabled is not None:
+        update["enabled"] = control.enabled
+    return update
+
 
 def register(
     app: Any,
@@ -633,6 +697,7 @@ def register(
     tables: GuardTables,
     topics: GuardTopics,
     ticks_topic_name: str,
+    control_topic_name: str | None = None,
     count_decision: Callable[[str], None] | None = None,
 ) -> Guard:
     """Attach the guard agent and its burst timer to ``app``; return the Guard.
@@ -651,6 +716,11 @@ def register(
                         await guard.on_tick(
                             str(tick["chat_id"]), int(tick["generation"]), bool(tick.get("flush"))
                         )
+                    continue
+                if message.topic == control_topic_name:
+                    control = ChatControl.model_validate_json(event.value)
+                    with traced(control.trace_id):
+                        await guard.on_control(control)
                     continue
                 inbound = InboundMessage.model_validate_json(event.value)
             except (ValidationError, ValueError, KeyError, TypeError) as exc:

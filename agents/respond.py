@@ -317,8 +317,14 @@ class ChatScheduler:
         await delivered  # the broker has it: only now may the turn's offset be committed
 
     def prompt(self, turn: Turn, window: ConversationWindow) -> list[dict[str, str]]:
+        # A chat's persona, else its account's system prompt (set through the operator API,
+        # kept under "account|<id>" by the guard), else the configured one.
         state = self.chats.get(turn.chat_id)
-        system = state.persona if state is not None and state.persona else self.config.system_prompt
+        account = self.chats.get(f"account|{turn.account_id}")
+        system = next(
+            (s.persona for s in (state, account) if s is not None and s.persona),
+            self.config.system_prompt,
+        )
         messages = [{"role": "system", "content": system}]
         # Event time: idle is the gap between the chat's messages, whenever they are
         # processed (a replay runs faster than the conversation did).

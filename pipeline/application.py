@@ -356,10 +356,17 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
 
     agents.guard.register(
         app,
+        # Operator controls (chat.control) join the same co-partitioned stream, so the guard
+        # applies them to chat_state in stream context, in order with the chat's messages.
         inbound_and_ticks=raw_source(
-            app, settings, settings.topic("inbound"), settings.topic("guard_ticks")
+            app,
+            settings,
+            settings.topic("inbound"),
+            settings.topic("guard_ticks"),
+            settings.topic("control"),
         ),
         ticks_topic_name=settings.topic("guard_ticks"),
+        control_topic_name=settings.topic("control"),
         config=agents.guard.GuardConfig(
             burst_quiet_s=settings.burst_quiet_s,
             ignore_older_than_s=settings.ignore_older_than_s,

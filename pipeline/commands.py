@@ -95,3 +95,7 @@ def register_commands(app: Any, settings: Settings) -> None:
     from pipeline.store.commands import register_db_command
 
     register_db_command(app, settings)
+
+    from pipeline.api.command import register_api_command
+
+    register_api_command(app, settings)

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     topic_analytics: str = Field(
         "analytics.events", description="Pseudonymized events for analytics (WABOT_ANALYTICS_*)"
     )
+    topic_control: str = Field(
+        "chat.control",
+        description="Operator controls from the API (pause, resume, profiles) for the guard",
+    )
     inbound_retention_days: float = Field(
         30.0, gt=0, description="Retention of wa.inbound (replays read it), days"
     )
@@ -343,6 +347,15 @@ class Settings(BaseSettings):
     )
     metrics_public: bool = Field(
         True, description="Serve /metrics without a token (Prometheus scrapes it)"
+    )
+    api_port: int = Field(
+        8014, ge=1, le=65535, description="Port of the operator API (`faust -A pipeline api`)"
+    )
+    api_requests_per_minute: int = Field(
+        600, ge=0, description="Requests per token and minute to the operator API (0: off)"
+    )
+    api_scheduler_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often the API looks for scheduled messages due, s"
     )
 
     # --- logging ---------------------------------------------------------------

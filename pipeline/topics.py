@@ -42,6 +42,8 @@ class Topics:
     dlq: Any
     analytics: Any
     decisions: Any
+    #: chat.control: operator controls from the API (raw: the guard decodes them itself).
+    control: Any
 
     def all(self) -> list[Any]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -70,6 +72,7 @@ def declare_topics(app: Any, settings: Settings) -> Topics:
         dlq=topic(settings.topic("dlq"), DeadLetter),
         analytics=topic(settings.topic("analytics"), AnalyticsEvent),
         decisions=topic(settings.topic("decisions"), GuardDecision),
+        control=topic(settings.topic("control"), None),
     )
 
 

@@ -11,6 +11,7 @@ from schemas.chat_ids import (
     is_status_broadcast,
 )
 from schemas.chat_state import ChatState
+from schemas.control import ChatControl, ControlAction
 from schemas.dead_letter import DeadLetter
 from schemas.decision import DECISION_REASONS, DecisionReason, GuardDecision
 from schemas.delivery import DeliveryReceipt, DeliveryStatus
@@ -37,6 +38,7 @@ ALL_MODELS: dict[str, type[Record]] = {
     "guard_decision": GuardDecision,
     "chat_state": ChatState,
     "analytics_event": AnalyticsEvent,
+    "chat_control": ChatControl,
 }
 
 __all__ = [
@@ -44,7 +46,9 @@ __all__ = [
     "DECISION_REASONS",
     "SCHEMA_VERSION",
     "AnalyticsEvent",
+    "ChatControl",
     "ChatState",
+    "ControlAction",
     "DeadLetter",
     "DecisionReason",
     "DeliveryReceipt",

@@ -18,6 +18,17 @@ table              primary key (source)
                    records carry no id; the same bytes are the same event)
 =================  ==========================================================================
 
+The operator API (``pipeline/api``) owns three more tables, written by it alone:
+
+===================  ========================================================================
+``accounts``         ``account_id``: an account's profile as operators set it
+``chat_profiles``    ``chat_id``: a chat's persona, enabled and pause as operators set them
+``manual_messages``  ``outbound_id``: messages sent by hand, their priority, ``send_at`` and
+                     ``state`` (``scheduled`` until due, ``sending`` while a request produces
+                     it to wa.outbound, then ``produced``); ``idempotency_key`` (``<token
+                     name>|<key>``) is unique
+===================  ========================================================================
+
 There are no foreign keys on purpose: the topics are read in parallel, so a delivery
 receipt can be archived before its outbound message, or a turn before its messages; each
 row stands on its own and the ids join them. Times are timezone-aware UTC
@@ -36,11 +47,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "AccountRow",
     "Base",
+    "ChatProfileRow",
     "ChatRow",
     "DecisionRow",
     "GatewayEventRow",
     "LLMCallRow",
+    "ManualMessageRow",
     "MessageRow",
     "TurnMessageRow",
     "TurnRow",
@@ -232,3 +246,51 @@ class GatewayEventRow(Base):
     message_ids: Mapped[list[str]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     trace_id: Mapped[str] = mapped_column(String)
+
+
+class AccountRow(Base):
+    """An account's profile (operator API): system prompt, model, per-chat limit, enabled.
+
+    ``rate_chat_per_minute`` None means the configured WABOT_RATE_CHAT_PER_MINUTE."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String, primary_key=True)
+    system_prompt: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String)
+    rate_chat_per_minute: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String)
+
+
+class ChatProfileRow(Base):
+    """What operators last set for a chat through the API (the guard holds the live state)."""
+
+    __tablename__ = "chat_profiles"
+
+    chat_id: Mapped[str] = mapped_column(String, primary_key=True)
+    persona: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String)
+
+
+class ManualMessageRow(Base):
+    """A message an operator sent by hand; ``priority`` 1 (first) to 5 (last)."""
+
+    __tablename__ = "manual_messages"
+    __table_args__ = (Index("ix_manual_messages_state_send_at", "state", "send_at"),)
+
+    outbound_id: Mapped[str] = mapped_column(String, primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String, unique=True)
+    chat_id: Mapped[str] = mapped_column(String, index=True)
+    account_id: Mapped[str] = mapped_column(String)
+    text: Mapped[str] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer)
+    send_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    produced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    operator: Mapped[str | None] = mapped_column(String)
