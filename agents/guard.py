@@ -463,16 +463,21 @@ class Guard:
         """The per-chat limit's counter key and window index (minutes since the epoch)."""
         return f"chat|{first.chat_id}", int(at.timestamp() // 60)
 
+    def _chat_rate(self, account_id: str) -> int:
+        """Replies per chat per minute in the account's chats: its profile's limit (operator
+        API, ``PUT /api/accounts/{id}/profile``), else ``WABOT_RATE_CHAT_PER_MINUTE``; 0: off."""
+        profile = self.tables.chats.get(account_key(account_id))
+        if profile is not None and profile.rate_chat_per_minute is not None:
+            return profile.rate_chat_per_minute
+        return self.config.rate_chat_per_minute
+
     def _limit_reached(self, first: InboundMessage, at: datetime) -> DecisionReason | None:
         cfg = self.config
-        if cfg.rate_chat_per_minute > 0:
+        rate = self._chat_rate(first.account_id)
+        if rate > 0:
             key, window = self._chat_window(first, at)
             counter = self.tables.counters.get(key)
-            if (
-                counter is not None
-                and counter.window == window
-                and counter.count >= cfg.rate_chat_per_minute
-            ):
+            if counter is not None and counter.window == window and counter.count >= rate:
                 return "rate_limited_chat"
         if cfg.rate_sender_per_day > 0:
             replied = replies_to(self.tables.sender_replies, first.sender_id, _day(at))
@@ -494,7 +499,7 @@ class Guard:
 
     def _count_reply(self, first: InboundMessage, at: datetime) -> None:
         # A limit that is off costs no table write.
-        if self.config.rate_chat_per_minute > 0:
+        if self._chat_rate(first.account_id) > 0:
             key, window = self._chat_window(first, at)
             counter = self.tables.counters.get(key)
             if counter is None or counter.window != window:
@@ -642,10 +647,13 @@ class Guard:
             updated = current.model_copy(update=_profile_update(control))
             self.tables.chats.put(key, updated)
             log.info(
-                "control %s: account %s profile set (system prompt %s, enabled %s) by %s",
+                "control %s: account %s profile set (system prompt %s, model %s, "
+                "chat limit %s, enabled %s) by %s",
                 control.control_id,
                 control.account_id,
                 "set" if updated.persona else "default",
+                updated.model or "default",
+                "default" if updated.rate_chat_per_minute is None else updated.rate_chat_per_minute,
                 updated.enabled,
                 control.operator or "-",
             )
@@ -684,6 +692,9 @@ def account_key(account_id: str) -> str:
 
 def _profile_update(control: ChatControl) -> dict[str, Any]:
     update: dict[str, Any] = {"persona": control.persona or None}
+    if control.action == "account_profile":  # the whole profile: None resets to the settings
+        update["model"] = control.model or None
+        update["rate_chat_per_minute"] = control.rate_chat_per_minute
     if control.enabled is not None:
         update["enabled"] = control.enabled
     return update

@@ -72,7 +72,13 @@ class CompletionLike(Protocol):
 
 class Completer(Protocol):
     async def complete(
-        self, messages: list[dict[str, str]], *, turn_id: str, chat_id: str, trace_id: str
+        self,
+        messages: list[dict[str, str]],
+        *,
+        turn_id: str,
+        chat_id: str,
+        trace_id: str,
+        model: str | None = None,
     ) -> CompletionLike: ...
 
 
@@ -298,9 +304,14 @@ class ChatScheduler:
                 break
             await self.progress.wait_change(chat, remaining)
         messages = self.prompt(turn, window)
+        account = self.chats.get(f"account|{turn.account_id}")
         async with self._in_flight:
             completion = await self.llm.complete(
-                messages, turn_id=turn.turn_id, chat_id=chat, trace_id=turn.trace_id
+                messages,
+                turn_id=turn.turn_id,
+                chat_id=chat,
+                trace_id=turn.trace_id,
+                model=account.model if account is not None else None,
             )
         result = LLMResult(
             turn=turn,

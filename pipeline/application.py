@@ -251,12 +251,18 @@ class LLMProxy:
     client: LLMClient | None = None
 
     async def complete(
-        self, messages: list[dict[str, str]], *, turn_id: str, chat_id: str, trace_id: str
+        self,
+        messages: list[dict[str, str]],
+        *,
+        turn_id: str,
+        chat_id: str,
+        trace_id: str,
+        model: str | None = None,
     ) -> Any:
         if self.client is None:
             raise RuntimeError("the LLM client is not started yet")
         return await self.client.complete(
-            messages, turn_id=turn_id, chat_id=chat_id, trace_id=trace_id
+            messages, turn_id=turn_id, chat_id=chat_id, trace_id=trace_id, model=model
         )
 
 

@@ -325,10 +325,19 @@ class LLMClient:
         return out, total
 
     async def complete(
-        self, messages: list[dict[str, str]], *, turn_id: str, chat_id: str, trace_id: str
+        self,
+        messages: list[dict[str, str]],
+        *,
+        turn_id: str,
+        chat_id: str,
+        trace_id: str,
+        model: str | None = None,
     ) -> Completion:
         """The reply to ``messages`` (system prompt first, the current turn last, the window
-        between, oldest first), or the fallback reply when no endpoint gives one."""
+        between, oldest first), or the fallback reply when no endpoint gives one. ``model``
+        overrides the configured model for this call (an account's profile); every endpoint
+        is asked for it."""
+        model = model or self.model
         prompt, cut = self._cut(messages)
         if cut:
             log.warning(
@@ -355,7 +364,7 @@ class LLMClient:
                     "call_id": uuid.uuid4().hex,
                     "turn_id": turn_id,
                     "chat_id": chat_id,
-                    "model": self.model,
+                    "model": model,
                     "base_url": url,
                     "attempt": attempt,
                     "trace_id": trace_id,
@@ -373,7 +382,7 @@ class LLMClient:
                         "/chat/completions",
                         cast_to=dict,
                         body={
-                            "model": self.model,
+                            "model": model,
                             "messages": sent,
                             "max_tokens": self.max_tokens,
                             "temperature": self.temperature,
@@ -466,7 +475,7 @@ class LLMClient:
                 call_id=uuid.uuid4().hex,
                 turn_id=turn_id,
                 chat_id=chat_id,
-                model=self.model,
+                model=model,
                 base_url="",
                 attempt=max(attempt, 1),
                 status="fallback",

@@ -34,9 +34,11 @@ class ChatControl(Record):
 
     For ``profile``/``account_profile`` the record carries the whole profile: ``persona``
     (a chat's system prompt; for an account its system prompt) None means "no override",
-    ``enabled`` None means "leave as it is".
+    ``enabled`` None means "leave as it is". An account's profile also carries ``model``
+    and ``rate_chat_per_minute`` (None: the worker's settings); version 2 added both.
     """
 
+    schema_version: int = Field(2, ge=1)
     control_id: str = Field(default_factory=_new_control_id, min_length=1)
     action: ControlAction
     chat_id: ChatId | None = None
@@ -46,6 +48,17 @@ class ChatControl(Record):
         None, max_length=20_000, description="profile: the system prompt; None: no override"
     )
     enabled: bool | None = Field(None, description="profile: answer in the chat/account or not")
+    model: str | None = Field(
+        None,
+        max_length=200,
+        description="account_profile: the LLM model of its chats; None: the configured one",
+    )
+    rate_chat_per_minute: int | None = Field(
+        None,
+        ge=0,
+        description="account_profile: replies per chat per minute in the account's chats "
+        "(0: off); None: the configured WABOT_RATE_CHAT_PER_MINUTE",
+    )
     operator: str | None = Field(None, description="name of the API token that sent it")
     at: UtcDatetime = Field(default_factory=utc_now)
 

@@ -149,10 +149,17 @@ class AccountProfileIn(Request):
         Field(None, description="the account's system prompt; none: WABOT_SYSTEM_PROMPT")
     )
     model: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)] | None = (
-        Field(None, description="stored and shown; not yet applied (one model per worker)")
+        Field(
+            None,
+            description="the LLM model of the account's chats; none: WABOT_LLM_MODEL",
+        )
     )
     rate_chat_per_minute: int | None = Field(
-        None, ge=0, le=10_000, description="manual messages per chat and minute; none: default"
+        None,
+        ge=0,
+        le=10_000,
+        description="the bot's replies and manual messages per chat and minute in the account's "
+        "chats (0: off); none: WABOT_RATE_CHAT_PER_MINUTE",
     )
     enabled: bool = Field(True, description="false: the bot answers in none of its chats")
 

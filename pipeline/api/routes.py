@@ -627,9 +627,11 @@ async def get_account_profile(ctx: Ctx, account_id: AccountPath) -> AccountProfi
 async def put_account_profile(
     body: AccountProfileIn, request: Request, ctx: Ctx, account_id: AccountPath
 ) -> AccountProfile:
-    """Set the account's profile. ``system_prompt`` and ``enabled`` reach the bot (a
-    chat.control ``account_profile`` on every partition); ``rate_chat_per_minute`` limits
-    manual messages here; ``model`` is stored and shown only."""
+    """Set the account's profile. It reaches the bot as a chat.control ``account_profile``
+    on every partition: ``system_prompt`` (a chat's persona still wins in its chat),
+    ``model`` (the LLM model the account's chats are answered with), ``rate_chat_per_minute``
+    (the bot's replies and, here, manual messages per chat and minute) and ``enabled``; a
+    field left out (null) goes back to the worker's settings."""
     account_id = _valid_id(account_id, "account_id")
     await _control(
         ctx,
@@ -638,6 +640,8 @@ async def put_account_profile(
             account_id=account_id,
             persona=body.system_prompt or None,
             enabled=body.enabled,
+            model=body.model,
+            rate_chat_per_minute=body.rate_chat_per_minute,
             operator=_operator(request),
         ),
     )

@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,34 @@ def test_pause_resume_persona_account_and_manual_through_the_api(
             assert [(m["kind"], m["chat_id"], m["text"]) for m in manual] == [
                 ("manual", a, "A human here, hello!")
             ]
+
+            # The account's model and per-chat limit reach the bot (the worker's settings
+            # have the limit off): a new chat is answered by that model, once a minute.
+            status, _, _ = api.call(
+                "PUT",
+                f"/api/accounts/{ACCOUNT}/profile",
+                {"system_prompt": prompt, "model": "bakery-model", "rate_chat_per_minute": 1},
+            )
+            assert status == 200
+            logged(worker, lambda t: count(t, "control", ACCOUNT, "model bakery-model") == 4)
+            if datetime.now(UTC).second > 40:  # both messages in one minute's window
+                time.sleep(61 - datetime.now(UTC).second)
+            c = "491610000003@c.us"
+            first, second = inbound(c, "one"), inbound(c, "two")
+            send(conv, first)
+            results = asyncio.run(
+                conv.collect("llm_results", lambda r: any(x["turn"]["chat_id"] == c for x in r))
+            )
+            calls = [call for x in results if x["turn"]["chat_id"] == c for call in x["calls"]]
+            assert [(call["model"], call["status"]) for call in calls] == [("bakery-model", "ok")]
+            send(conv, second)
+            decisions = asyncio.run(
+                conv.collect(
+                    "decisions", lambda r: any(d["message_id"] == second.message_id for d in r)
+                )
+            )
+            assert [d["reason"] for d in decisions if d["chat_id"] == c] == ["rate_limited_chat"]
+            assert len(asyncio.run(replies_in(conv, c, 1, settle=2.0))) == 1
         assert "A human here" not in worker.log.read_text() and TOKEN not in worker.log.read_text()
     finally:
         conv.close()
