@@ -8,9 +8,10 @@ caps the LLM calls in flight across chats (``respond_max_in_flight``).
 The stream loop must never block: Faust feeds every topic through one delivery loop,
 so a blocked agent fills its buffer and stops llm.results from reaching apply_reply,
 which the waiting turns need to finish (a deadlock, seen with 20,000 queued turns when
-this loop waited for room). So every fetched turn is queued in memory; the backlog is
-bounded by what is on the topic, not by the cap. Pausing the chat.turns partitions at
-the consumer instead stalled the worker in a test at 5,000 turns and is left for later.
+this loop waited for room). So every fetched turn is queued in memory, and the memory is
+bounded at the consumer instead: once ``respond_max_queued`` turns are held, fetching of
+chat.turns stops until half of them are done (:class:`agents.intake.Intake`, Faust's own
+per-partition backpressure), while llm.results keeps flowing to apply_reply.
 
 Order within a chat: turn n+1 is sent to the LLM only after the reply to turn n is in
 the chat's window (``windows.last_applied_seq >= n``), so its prompt contains that
@@ -54,6 +55,7 @@ from pydantic import ValidationError
 
 from agents.context import traced
 from agents.dead_letters import dead_letter
+from agents.intake import Intake
 from agents.progress import ProgressBoard
 from schemas import ChatState, LLMCall, LLMResult, Turn
 from tables import ConversationWindow, TypedTable
@@ -220,8 +222,11 @@ class ChatScheduler:
         llm: Completer,
         results: Any,
         progress: ProgressBoard,
+        intake: Intake | None = None,
     ) -> None:
+        """``intake`` (optional) stops fetching chat.turns while too many turns are held."""
         self.config = config
+        self.intake = intake
         self.windows = windows
         self.chats = chats
         self.llm = llm
@@ -236,6 +241,8 @@ class ChatScheduler:
     async def submit(self, turn: Turn, done: Callable[[], Awaitable[Any]]) -> None:
         """Queue ``turn`` behind its chat's earlier turns; never blocks (see module doc)."""
         self.queued += 1
+        if self.intake is not None:
+            self.intake.update(self.queued)
         queued = _Queued(turn, done, self._epoch)
         self._queues.setdefault(turn.chat_id, deque()).append(queued)
         if turn.chat_id not in self._tasks:
@@ -245,6 +252,8 @@ class ChatScheduler:
         """A rebalance starts: every turn held here is replayed by its partition's next
         owner from the committed offset, so none of them may produce a result now."""
         self._epoch += 1
+        if self.intake is not None:
+            self.intake.reset()
         self.progress.wake_all()
 
     def _owned(self, queued: _Queued) -> bool:
@@ -260,6 +269,8 @@ class ChatScheduler:
                     if finished:
                         await queued.done()
                 self.queued -= 1
+                if self.intake is not None:
+                    self.intake.update(self.queued)
         finally:
             del self._tasks[chat]
             if not queue:

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         25, ge=1, le=1500, description="Longest a fetch waits for new records, ms"
     )
+    consumer_max_poll_records: int = Field(
+        500,
+        ge=1,
+        description="Most records one fetch hands the agents (aiokafka max_poll_records); "
+        "with WABOT_RESPOND_MAX_QUEUED it bounds the turns a worker holds",
+    )
     producer_linger_ms: int = Field(
         0, ge=0, le=1000, description="How long the producer waits to fill a batch, ms"
     )
@@ -208,6 +214,12 @@ class Settings(BaseSettings):
     )
     respond_max_in_flight: int = Field(
         256, ge=1, description="Turns of different chats answered at once per worker"
+    )
+    respond_max_queued: int = Field(
+        4000,
+        ge=2,
+        description="Turns a worker holds in memory before it stops fetching chat.turns "
+        "(it fetches again at half); bounds memory under a backlog",
     )
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
