@@ -71,6 +71,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--partitions", type=int, default=8, help="WABOT_TOPIC_PARTITIONS (default: %(default)s)"
     )
     group.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="pipeline workers in the one consumer group, each its own process (default: "
+        "%(default)s); more than the machine's cores only share them",
+    )
+    group.add_argument(
         "--kafka-heap", default="1g", help="heap of the started broker (default: %(default)s)"
     )
     group.add_argument("--workdir", type=Path, help="logs and broker data (default: a temp dir)")
@@ -204,9 +211,15 @@ class Bench:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- broker ------------------------------------------------------------------
-    def cpu_pids(self, worker: WorkerProcess) -> dict[str, int]:
-        """The processes whose CPU a benchmark reports: worker, stand-in, broker, this one."""
-        pids = {"worker": worker.proc.pid if worker.proc is not None else -1}
+    def cpu_pids(self, *workers: WorkerProcess) -> dict[str, int]:
+        """The processes whose CPU a benchmark reports: the worker (``worker1``, ``worker2``...
+        when there are several), the stand-in, the broker and this one."""
+        pids = {
+            "worker" if len(workers) == 1 else f"worker{n}": (
+                worker.proc.pid if worker.proc is not None else -1
+            )
+            for n, worker in enumerate(workers, 1)
+        }
         if self.standins:
             pids["standin"] = self.standins[0].pid
         if self.broker is not None and (info := self.broker.info()) is not None:
@@ -314,6 +327,17 @@ class Bench:
         ready = worker.wait_ready(timeout=180)
         say(f"{label} ready after {ready:.1f}s")
         return worker
+
+    def start_workers(self, env: dict[str, str], count: int) -> list[WorkerProcess]:
+        """``count`` pipeline workers of one consumer group, each with its own data folder;
+        returns once every one says ready after the last joined (the group rebalanced)."""
+        workers = []
+        for n in range(1, count + 1):
+            own = {**env, "WABOT_DATA_DIR": str(self.workdir / f"data-{n}")} if count > 1 else env
+            workers.append(self.start_worker(own))
+        for worker in workers:  # the first ones rebalanced when the later ones joined
+            worker.wait_ready(timeout=180)
+        return workers
 
     def stop_worker(self, worker: WorkerProcess) -> None:
         if worker.proc is not None and worker.proc.poll() is None:
@@ -452,6 +476,23 @@ def log_problems(path: Path, sample: int = 8) -> dict[str, Any]:
         "kinds": dict(kinds.most_common(10)),
         "first_lines": lines,
         "log": str(path),
+    }
+
+
+def merged_problems(problems: list[dict[str, Any]]) -> dict[str, Any]:
+    """One :func:`log_problems` result for several workers' logs (counts and kinds summed)."""
+    if len(problems) == 1:
+        return problems[0]
+    counts: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for one in problems:
+        counts.update(one["counts"])
+        kinds.update(one["kinds"])
+    return {
+        "counts": dict(counts),
+        "kinds": dict(kinds.most_common(10)),
+        "first_lines": [line for one in problems for line in one["first_lines"]][:8],
+        "log": ", ".join(one["log"] for one in problems),
     }
 
 

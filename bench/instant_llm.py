@@ -43,6 +43,7 @@ from bench.common import (
     inbound_value,
     log_problems,
     machine,
+    merged_problems,
     problems_lines,
     produce_all,
     rates,
@@ -309,22 +310,27 @@ def main(argv: list[str] | None = None) -> int:
     with Bench(args, "instant") as bench:
         bench.start_broker()
         base_url = bench.start_standin(0.0)
-        worker = bench.start_worker(
-            bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight))
+        workers = bench.start_workers(
+            bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight)),
+            args.workers,
         )
-        assert worker.proc is not None
-        results = asyncio.run(pipeline_phases(bench, args, bench.cpu_pids(worker)))
-        results["worker_rss_kib"] = rss_kib(worker.proc.pid)
-        results["worker_log"] = log_problems(worker.log)
-        bench.stop_worker(worker)  # the raw loop gets the machine to itself
+        results = asyncio.run(pipeline_phases(bench, args, bench.cpu_pids(*workers)))
+        rss = [rss_kib(w.proc.pid) for w in workers if w.proc is not None]
+        results["worker_rss_kib"] = rss[0] if len(rss) == 1 else rss
+        results["worker_log"] = merged_problems([log_problems(w.log) for w in workers])
+        for worker in workers:  # the raw loop gets the machine to itself
+            bench.stop_worker(worker)
         results["ceiling"] = asyncio.run(ceiling(bench, args)) if args.ceiling_records else {}
         results["client_floor"] = (
             asyncio.run(client_floor(base_url, args.client_calls)) if args.client_calls else {}
         )
 
     a, b, c = results["throughput"], results["latency"], results["ceiling"]
+    rss = results["worker_rss_kib"]
     d = results["client_floor"]
-    lines = [f"instant LLM (stand-in latency 0), one worker, {args.partitions} partitions"]
+    lines = [
+        f"instant LLM (stand-in latency 0), {args.workers} worker(s), {args.partitions} partitions"
+    ]
     if a:
         lines += [
             f"(a) throughput: {a.get('per_s_from_produce')} turns/s end to end "
@@ -364,13 +370,17 @@ def main(argv: list[str] | None = None) -> int:
             "LLM calls/s in one process doing nothing else"
         )
     lines += [
-        f"  worker RSS at the end: {results['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
-        f" (peak {results['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
+        "  worker RSS at the end: "
+        + ", ".join(
+            f"{r.get('VmRSS', 0) / 1024:.0f} MiB (peak {r.get('VmHWM', 0) / 1024:.0f} MiB)"
+            for r in (rss if isinstance(rss, list) else [rss])
+        ),
         *problems_lines("  worker", results["worker_log"]),
         f"  machine: broker, LLM stand-in, worker and this client share {machine()['cpus']} cores",
     ]
     figures = {
         "bench": "instant_llm",
+        "workers": args.workers,
         "chats": args.chats,
         "turns": args.turns,
         "rate": args.rate,

@@ -33,6 +33,7 @@ from bench.common import (
     expected_per_chat,
     log_problems,
     machine,
+    merged_problems,
     problems_lines,
     produce_all,
     rates,
@@ -115,15 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     with Bench(args, "slow") as bench:
         bench.start_broker()
         base_url = bench.start_standin(args.latency)
-        worker = bench.start_worker(
-            bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight))
+        workers = bench.start_workers(
+            bench.pipeline_env(base_url, WABOT_RESPOND_MAX_IN_FLIGHT=str(args.max_in_flight)),
+            args.workers,
         )
-        assert worker.proc is not None
-        meter = CpuMeter(bench.cpu_pids(worker))
+        meter = CpuMeter(bench.cpu_pids(*workers))
         pipeline = asyncio.run(measure_pipeline(bench, args, meter))
-        pipeline["worker_rss_kib"] = rss_kib(worker.proc.pid)
-        pipeline["worker_log"] = log_problems(worker.log)
-        bench.stop_worker(worker)  # the naive agent gets the machine to itself
+        rss = [rss_kib(w.proc.pid) for w in workers if w.proc is not None]
+        pipeline["worker_rss_kib"] = rss[0] if len(rss) == 1 else rss
+        pipeline["worker_log"] = merged_problems([log_problems(w.log) for w in workers])
+        for worker in workers:  # the naive agent gets the machine to itself
+            bench.stop_worker(worker)
 
         naive: dict[str, Any] = {}
         if args.naive_turns > 0:
@@ -164,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     naive_rate = naive.get("per_s_first_to_last")
     ratio = round(rate / naive_rate, 1) if rate and naive_rate else None
     per_chat = args.turns / args.chats
-    bound = min(args.max_in_flight, args.chats) / args.latency
     p = pipeline
+    bound = min(args.max_in_flight * args.workers, args.chats) / args.latency
+    each = round(rate / args.workers, 1) if rate else None
+    rss_list = (
+        p["worker_rss_kib"] if isinstance(p["worker_rss_kib"], list) else [p["worker_rss_kib"]]
+    )
     lines = [
         f"slow LLM ({args.latency} s): {args.chats} chats, {args.turns} turns "
-        f"({per_chat:g} per chat): {rate} replies/s per worker (cap {args.max_in_flight}); "
+        f"({per_chat:g} per chat), {args.workers} worker(s): {rate} replies/s "
+        f"({each}/s per worker; cap {args.max_in_flight} per worker); "
         + (
             f"naive single agent: {naive_rate}/s; ratio {ratio}"
             if args.naive_turns
@@ -177,11 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         f"  pipeline: {p.get('replies', 0)} replies, first {p.get('first_reply_after_s')}s"
         f" and last {p.get('last_reply_after_s')}s after produce start "
         f"({p.get('per_s_from_produce')}/s from produce start); "
-        f"upper bound min(cap, chats)/latency = {bound:g}/s",
+        f"upper bound min(cap x workers, chats)/latency = {bound:g}/s",
         *correctness_lines(pipeline["check"], pipeline["duplicates"], pipeline["dead_letters"]),
         cpu_line(pipeline["cpu"]),
-        f"  worker RSS at the end: {pipeline['worker_rss_kib'].get('VmRSS', 0) / 1024:.0f} MiB"
-        f" (peak {pipeline['worker_rss_kib'].get('VmHWM', 0) / 1024:.0f} MiB)",
+        "  worker RSS at the end: "
+        + ", ".join(
+            f"{r.get('VmRSS', 0) / 1024:.0f} MiB (peak {r.get('VmHWM', 0) / 1024:.0f} MiB)"
+            for r in rss_list
+        ),
         *problems_lines("  worker", pipeline["worker_log"]),
     ]
     if naive:
@@ -202,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         "turns": args.turns,
         "max_in_flight": args.max_in_flight,
         "partitions": args.partitions,
+        "workers": args.workers,
         "replies_per_s": rate,
+        "replies_per_s_per_worker": each,
         "naive_turns": args.naive_turns,
         "naive_replies_per_s": naive_rate,
         "ratio": ratio,
