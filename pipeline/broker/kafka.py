@@ -75,8 +75,13 @@ def fetch_jars(kafka_home: Path, version: str) -> Path:
 
 
 def new_cluster_id() -> str:
-    """A cluster id in Kafka's own form: a UUID as 22 URL-safe base64 characters."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A cluster id in Kafka's own form: a UUID as 22 URL-safe base64 characters, never
+    starting with ``-`` (the storage tool would take it for an option; Kafka's own
+    ``Uuid.randomUuid`` draws again in that case, and so does this)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
 
 
 class KafkaBroker(ManagedBroker):
