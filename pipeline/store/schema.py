@@ -2,13 +2,17 @@
 
 The migration scripts live in ``pipeline/store/migrations`` (installed with the package);
 there is no ``alembic.ini``: :func:`alembic_config` points Alembic at them. ``faust -A
-pipeline db upgrade`` and the archive at worker start-up both call :func:`upgrade`, which on
-PostgreSQL holds an advisory lock for the migration's transaction, so several workers
-starting at once migrate once.
+pipeline db upgrade``, the archive at worker start-up and the API all call :func:`upgrade`,
+which holds a lock (an advisory lock on PostgreSQL, a file lock beside a SQLite file, and a
+lock within the process), so several of them starting at once migrate once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +67,59 @@ async def state(engine: AsyncEngine) -> SchemaState:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaState:
-    """Migrate the database to ``revision`` in one transaction; return the state before."""
+    """Migrate the database to ``revision`` in one transaction; return the state before.
+
+    Migrations never overlap: within a process (Alembic's ``context`` is module-global, so
+    two at once corrupt each other) an asyncio lock, between processes PostgreSQL's advisory
+    lock or, for a SQLite file, an exclusive ``flock`` on ``<file>.migrate-lock`` (SQLite runs
+    DDL outside the migration's transaction). The one that waited finds the schema at head.
+    """
+    async with _process_lock(), _sqlite_file_lock(engine):
+        return await _upgrade_locked(engine, revision)
+
+
+async def _upgrade_locked(engine: AsyncEngine, revision: str) -> SchemaState:
     async with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         before = await connection.run_sync(_current)
         await connection.run_sync(_upgrade, revision)
     return SchemaState(before, head_revision())
+
+
+_LOCKS: dict[int, asyncio.Lock] = {}
+
+
+def _process_lock() -> asyncio.Lock:
+    """This event loop's migration lock (an asyncio.Lock belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    lock = _LOCKS.get(id(loop))
+    if lock is None:
+        lock = _LOCKS[id(loop)] = asyncio.Lock()
+    return lock
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold ``flock(LOCK_EX)`` on ``<database file>.migrate-lock``; nothing for other
+    databases or an in-memory SQLite. Polls without blocking the event loop."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    path = Path(database + ".migrate-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _current(connection: Connection) -> str | None:

@@ -85,6 +85,41 @@ async def test_db_upgrade_and_current(database: Database, tmp_path: Path) -> Non
     assert all(rows == [] for rows in (await snapshot(database.url)).values())
 
 
+def test_processes_starting_together_migrate_once(database: Database, tmp_path: Path) -> None:
+    """A worker's archive and the API (in one process with WABOT_API_IN_WORKER, or in two),
+    or several workers, starting on a fresh store at once: every one of them finds the schema
+    at head, none fails half-way. (Alembic's ``context`` is global to a process, and SQLite
+    runs DDL outside the migration's transaction.)"""
+    env = {**os.environ, "WABOT_DATABASE_URL": database.url, "WABOT_DATA_DIR": str(tmp_path)}
+    script = (
+        "import asyncio\n"
+        "from pipeline.store.engine import create_engine\n"
+        "from pipeline.store.schema import upgrade, state\n"
+        "async def main():\n"
+        f"    engines = [create_engine({database.url!r}) for _ in range(2)]\n"
+        "    await asyncio.gather(*(upgrade(engine) for engine in engines))\n"
+        "    print((await state(engines[0])).behind)\n"
+        "    for engine in engines:\n"
+        "        await engine.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (out, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip() == "False"
+
+
 def test_unreachable_database_is_one_line_without_password(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://wabot:s3cret-pw@127.0.0.1:{free_port()}/nothing"
     result = faust_db("current", url, tmp_path)
