@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 FAUST  := $(BIN)/faust
 
-.PHONY: dev test lint stop status install wajs
+.PHONY: dev test lint stop status install wajs dashboard
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wabot needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -15,7 +15,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	@touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed | wajs
+$(VENV)/.installed-test: $(VENV)/.installed | wajs dashboard
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
@@ -25,13 +25,18 @@ install: $(VENV)/.installed
 wajs:
 	cd pipeline/wajs && npm install --no-audit --no-fund
 
+## dashboard: fetch the pinned chart library of the API's /dashboard (uPlot, into
+## pipeline/api/dashboard/node_modules, not committed) with npm.
+dashboard:
+	cd pipeline/api/dashboard && npm install --no-audit --no-fund
+
 # What `make dev` adds to your settings: the gateway inside the worker, on the look-alike page.
 # `make dev DEV_ENV=` runs the worker alone; any WABOT_* variable or .env line still applies.
 DEV_ENV ?= WABOT_GATEWAY_IN_WORKER=true WABOT_GATEWAY_LOOKALIKE=true
 
 ## dev: the embedded broker (Tansu), then one worker with the gateway on the WhatsApp look-alike
 ## page (chat at http://127.0.0.1:8090/phone); Ctrl-C stops the worker.
-dev: $(VENV)/.installed
+dev: $(VENV)/.installed | dashboard
 	$(FAUST) -A pipeline broker start --kind embedded
 	env $(DEV_ENV) $(FAUST) -A pipeline worker
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pipeline.api.auth import Auth, RequestLimit
+from pipeline.api.dashboard import install_dashboard
 from pipeline.api.errors import BodyLimit, install_error_handlers
 from pipeline.api.outbox import Outbox, Scheduler
 from pipeline.api.queries import ApiStore
@@ -99,6 +100,7 @@ def create_api(settings: Settings, *, background: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit)
     auth = Auth(api_tokens(settings), RequestLimit(settings.api_requests_per_minute))
     install_routes(app, auth, metrics_public=settings.metrics_public)
+    install_dashboard(app)  # /dashboard: open files; its data comes from /api with the token
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
