@@ -30,9 +30,10 @@ wajs:
 dashboard:
 	cd pipeline/api/dashboard && npm install --no-audit --no-fund
 
-# What `make dev` adds to your settings: the gateway inside the worker, on the look-alike page.
+# What `make dev` adds to your settings: the gateway inside the worker, on the look-alike page,
+# and the operator API with its dashboard (http://127.0.0.1:8014/dashboard) in the same process.
 # `make dev DEV_ENV=` runs the worker alone; any WABOT_* variable or .env line still applies.
-DEV_ENV ?= WABOT_GATEWAY_IN_WORKER=true WABOT_GATEWAY_LOOKALIKE=true
+DEV_ENV ?= WABOT_GATEWAY_IN_WORKER=true WABOT_GATEWAY_LOOKALIKE=true WABOT_API_IN_WORKER=true
 
 ## dev: the embedded broker (Tansu), then one worker with the gateway on the WhatsApp look-alike
 ## page (chat at http://127.0.0.1:8090/phone); Ctrl-C stops the worker.

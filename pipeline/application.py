@@ -23,10 +23,11 @@ import agents.apply_reply
 import agents.guard
 import agents.ping
 import agents.respond
-from agents.intake import Intake
 import tables
+from agents.intake import Intake
 from agents.progress import ProgressBoard
 from agents.pseudonyms import Pseudonymizer
+from pipeline.api.embedded import install_api
 from pipeline.gateway.service import Gateway
 from pipeline.gateway.wiring import install_gateway
 from pipeline.llm import LLMClient
@@ -226,6 +227,8 @@ def _exit_if_ports_taken(settings: Settings, web_port: int) -> None:
     ports = [(web_port, name)]
     if settings.gateway_lookalike and settings.lookalike_port:
         ports.append((settings.lookalike_port, "WABOT_LOOKALIKE_PORT"))
+    if settings.api_in_worker and web_port == settings.web_port:
+        ports.append((settings.api_port, "WABOT_API_PORT"))
     for port, name in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -280,6 +283,8 @@ def create_app(settings: Settings) -> PipelineApp:
         _wire_archive(app, settings)
     if settings.gateway_in_worker:
         app.gateway = install_gateway(app, settings)
+    if settings.api_in_worker:
+        install_api(app, settings)
     _views(app)
     return app
 

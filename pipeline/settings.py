@@ -363,6 +363,11 @@ class Settings(BaseSettings):
     api_port: int = Field(
         8014, ge=1, le=65535, description="Port of the operator API (`faust -A pipeline api`)"
     )
+    api_in_worker: bool = Field(
+        False,
+        description="Serve the operator API and dashboard inside `faust -A pipeline worker` "
+        "too (development; `make dev` sets it)",
+    )
     api_requests_per_minute: int = Field(
         600, ge=0, description="Requests per token and minute to the operator API (0: off)"
     )
