@@ -89,6 +89,7 @@ def register(
                             parts=len(result.parts),
                             reply_to_message_id=turn.message_ids[-1] if turn.is_group else None,
                             kind="reply" if result.status == "ok" else "fallback",
+                            received_at=turn.last_received_at,
                             trace_id=turn.trace_id,
                         ),
                     )

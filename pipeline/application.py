@@ -34,6 +34,7 @@ from pipeline.llm import LLMClient
 from pipeline.llm_standin import LLMStandin
 from pipeline.logs import logging_config
 from pipeline.metrics import guard_decision_counter, metric_prefix, setup_metrics
+from pipeline.pipeline_metrics import PipelineMetrics, StoreLagWatch, pipeline_metrics
 from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
@@ -52,6 +53,8 @@ class PipelineApp(faust.App):
 
     settings: Settings
     topics_: Topics
+    #: The pipeline's own metrics (pipeline/pipeline_metrics.py).
+    metrics: PipelineMetrics
     ready_after: float | None = None
     #: None in the gateway's app, which calls no LLM.
     llm: LLMProxy | None = None
@@ -253,6 +256,7 @@ class LLMProxy:
     """Lets agents be wired before the LLM client exists (it starts with the worker)."""
 
     client: LLMClient | None = None
+    metrics: PipelineMetrics | None = None
 
     async def complete(
         self,
@@ -265,15 +269,19 @@ class LLMProxy:
     ) -> Any:
         if self.client is None:
             raise RuntimeError("the LLM client is not started yet")
-        return await self.client.complete(
+        completion = await self.client.complete(
             messages, turn_id=turn_id, chat_id=chat_id, trace_id=trace_id, model=model
         )
+        if self.metrics is not None:
+            self.metrics.llm_calls(completion.calls)
+        return completion
 
 
 def create_app(settings: Settings) -> PipelineApp:
     """The pipeline's app (``faust -A pipeline worker``): guard, respond and the rest."""
     app = _new_app(settings, settings.app_id, settings.web_port, "worker")
     app.llm = LLMProxy()
+    app.llm.metrics = app.metrics
     if settings.inbound_first_start == "recent":
         app.recent_start[settings.topic("inbound")] = settings.ignore_older_than_s
     _wire_agents(app, settings, app.llm)
@@ -334,7 +342,10 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
     app.recent_start = {}
     app.extra_topics = []
     app.topics_ = declare_topics(app, settings)
-    setup_metrics(app, name_prefix=app_id.replace("-", "_"))
+    monitor = setup_metrics(app, name_prefix=app_id.replace("-", "_"))
+    app.metrics = pipeline_metrics(metric_prefix(settings.app_id))
+    app.metrics.set_topics(dlq=settings.topic("dlq"), delivery=settings.topic("delivery"))
+    monitor.count_records_in(app.metrics.record_in)
     return app
 
 
@@ -356,7 +367,8 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
     t = app.topics_
     n = settings.topic_partitions
     ping_counts = tables.ping_counts(app, n)
-    agents.ping.register(app, t.ping, t.pong, ping_counts, worker=socket.gethostname())
+    out = app.metrics.sending  # a topic whose sends count as the agent's records out
+    agents.ping.register(app, t.ping, out(t.pong, "ping"), ping_counts, worker=socket.gethostname())
 
     chats = tables.TypedTable(tables.chat_state_table(app, n), ChatState)
     windows = tables.TypedTable(tables.windows_table(app, n), tables.ConversationWindow)
@@ -406,12 +418,12 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             sender_replies=sender_replies,
         ),
         topics=agents.guard.GuardTopics(
-            turns=t.turns,
-            ticks=t.guard_ticks,
-            outbound=t.outbound,
-            llm_calls=t.llm_calls,
-            dlq=t.dlq,
-            decisions=t.decisions,
+            turns=out(t.turns, "guard"),
+            ticks=out(t.guard_ticks, "guard"),
+            outbound=out(t.outbound, "guard"),
+            llm_calls=out(t.llm_calls, "guard"),
+            dlq=out(t.dlq, "guard"),
+            decisions=out(t.decisions, "guard"),
         ),
         count_decision=guard_decision_counter(metric_prefix(settings.app_id)),
     )
@@ -426,19 +438,20 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
         windows=windows,
         chats=chats,
         llm=llm,
-        results=t.llm_results,
+        results=out(t.llm_results, "respond"),
         progress=progress,
         intake=Intake(app, settings.topic("turns"), settings.respond_max_queued),
     )
     turns = raw_source(app, settings, settings.topic("turns"))
-    agents.respond.register(app, source=turns, dlq=t.dlq, scheduler=scheduler)
+    agents.respond.register(app, source=turns, dlq=out(t.dlq, "respond"), scheduler=scheduler)
+    app.metrics.track_turns(lambda: scheduler.queued)
     app.rebalance_hooks.append(scheduler.revoke_all)
     agents.apply_reply.register(
         app,
         source=raw_source(app, settings, settings.topic("llm_results")),
-        outbound=t.outbound,
-        llm_calls=t.llm_calls,
-        dlq=t.dlq,
+        outbound=out(t.outbound, "apply_reply"),
+        llm_calls=out(t.llm_calls, "apply_reply"),
+        dlq=out(t.dlq, "apply_reply"),
         windows=windows,
         token_usage=token_usage,
         progress=progress,
@@ -488,8 +501,8 @@ def _wire_analytics(app: PipelineApp, settings: Settings) -> None:
         app,
         source=raw_source(app, settings, *kinds),
         kinds=kinds,
-        analytics=app.topics_.analytics,
-        dlq=app.topics_.dlq,
+        analytics=app.metrics.sending(app.topics_.analytics, "analytics"),
+        dlq=app.metrics.sending(app.topics_.dlq, "analytics"),
         deriver=agents.analytics.Deriver(
             Pseudonymizer(key), include_text=settings.analytics_include_text
         ),
@@ -504,6 +517,10 @@ def _wire_analytics(app: PipelineApp, settings: Settings) -> None:
 def _wire_archive(app: PipelineApp, settings: Settings) -> None:
     """The conversation store, filled from the topics by the archive (its own consumer group;
     the schema is upgraded first when behind). A replay's worker archives nothing."""
-    from pipeline.store.wiring import install_archive
+    from pipeline.store.wiring import archive_group, archive_topics, install_archive
 
     install_archive(app, settings)
+    lag = StoreLagWatch(
+        app.metrics, settings.bootstrap_servers, archive_group(settings), archive_topics(settings)
+    )
+    app.task(lag.run)

@@ -8,7 +8,9 @@ sets are few (topics, partitions, streams, tables), so each child is looked up o
 kept. Metric names and labels are unchanged.
 
 Besides Faust's metrics, the pipeline's own: ``<prefix>_guard_decisions_total{reason}``,
-the guard's decisions not to answer (see :func:`guard_decision_counter`).
+the guard's decisions not to answer (see :func:`guard_decision_counter`), the records each
+agent takes in (:meth:`PipelineMonitor.count_records_in`) and the rest in
+:mod:`pipeline.pipeline_metrics`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from faust.agents.agent import current_agent
 from faust.sensors.prometheus import PrometheusMonitor, setup_prometheus_sensors
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
@@ -59,6 +62,26 @@ class PipelineMonitor(PrometheusMonitor):
         )
         super().__init__(kept, **kwargs)
         self._stream_labels: dict[int, str] = {}
+        #: ``(topic, stream) -> increment`` of ``<prefix>_records_total{direction="in"}``.
+        self._records_in: dict[tuple[str, int], Callable[[], None]] = {}
+        self._record_in: Callable[[str, str], Callable[[], None]] | None = None
+
+    def count_records_in(self, record_in: Callable[[str, str], Callable[[], None]]) -> None:
+        """Count every event an agent's stream takes: ``record_in(topic, agent)`` gives the
+        increment of that pair (``PipelineMetrics.record_in`` in pipeline/pipeline_metrics.py)."""
+        self._record_in = record_in
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+        state = super().on_stream_event_in(tp, offset, stream, event)
+        if self._record_in is not None:
+            key = (tp.topic, id(stream))
+            inc = self._records_in.get(key)
+            if inc is None:
+                # A derived stream (``stream.noack()``) has no prefix; the agent's task has.
+                agent = stream.prefix or getattr(current_agent(), "name", None) or "stream"
+                inc = self._records_in[key] = self._record_in(tp.topic, agent)
+            inc()
+        return state
 
     def _stream_label(self, stream: Any) -> str:
         # Streams live as long as the worker; their label never changes.
@@ -68,10 +91,11 @@ class PipelineMonitor(PrometheusMonitor):
         return label
 
 
-def setup_metrics(app: Any, name_prefix: str) -> None:
-    """Faust's metrics and its /metrics page, with the cheaper monitor."""
+def setup_metrics(app: Any, name_prefix: str) -> PipelineMonitor:
+    """Faust's metrics and its /metrics page, with the cheaper monitor (returned)."""
     setup_prometheus_sensors(app, name_prefix=name_prefix)
-    app.monitor = PipelineMonitor(metrics=app.monitor._metrics)
+    monitor = app.monitor = PipelineMonitor(metrics=app.monitor._metrics)
+    return monitor
 
 
 def metric_prefix(app_id: str) -> str:

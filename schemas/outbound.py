@@ -16,7 +16,12 @@ OutboundKind = Literal["reply", "notice", "fallback", "manual"]
 
 
 class OutboundMessage(Record):
-    """One text to send. ``outbound_id`` is deterministic so the sink can refuse to send twice."""
+    """One text to send. ``outbound_id`` is deterministic so the sink can refuse to send twice.
+
+    v2 adds ``received_at``: when the message a reply answers was received (reply latency).
+    """
+
+    schema_version: int = Field(2, ge=1)
 
     outbound_id: str = Field(min_length=1)
     chat_id: ChatId
@@ -28,6 +33,11 @@ class OutboundMessage(Record):
     reply_to_message_id: str | None = None
     kind: OutboundKind = "reply"
     created_at: UtcDatetime = Field(default_factory=utc_now)
+    received_at: UtcDatetime | None = Field(
+        None,
+        description="replies: when the gateway received the turn's last message (the reply "
+        "latency runs from it); none for notices and manual messages",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

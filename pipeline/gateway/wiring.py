@@ -3,11 +3,13 @@ task, views."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import agents.deliver
 import tables
 from pipeline.gateway.service import Gateway
+from pipeline.pipeline_metrics import MeteredSender
 from pipeline.settings import Settings
 from pipeline.topics import raw_source
 
@@ -15,16 +17,21 @@ from pipeline.topics import raw_source
 def install_gateway(app: Any, settings: Settings) -> Gateway:
     """Wire one account's gateway into ``app`` (the gateway app, or a single dev worker)."""
     t = app.topics_
-    gateway = Gateway(settings, t)
+    metrics = app.metrics
+    # What the gateway itself produces counts as records out of agent "gateway".
+    gateway = Gateway(
+        settings, replace(t, **{k: metrics.sending(v, "gateway") for k, v in vars(t).items()})
+    )
+    metrics.track_gateway(gateway)
     gateway.sent_table = tables.sent_messages_table(app, settings.topic_partitions)
     _install_lid_map(app, settings, gateway)
     agents.deliver.register(
         app,
         source=raw_source(app, settings, settings.topic_outbound),
-        sender=gateway,
+        sender=MeteredSender(gateway, metrics),
         sent=gateway.sent_table,
-        delivery=t.delivery,
-        dlq=t.dlq,
+        delivery=metrics.sending(t.delivery, "deliver"),
+        dlq=metrics.sending(t.dlq, "deliver"),
         max_age_s=settings.send_max_age_s,
     )
     app.task(gateway.run)

@@ -50,7 +50,7 @@ def install_archive(app: Any, settings: Settings) -> Archiver:
             fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         ),
         writer,
-        app.topics_.dlq,
+        app.metrics.sending(app.topics_.dlq, "archive"),
     )
     app.task(_guarded(archiver, writer, shown(url)))
     return archiver

@@ -43,6 +43,9 @@ def test_model_is_compatible_with_its_committed_schema(stem: str) -> None:
 # --- demonstrations on copies of OutboundMessage ------------------------------------------------
 
 OUTBOUND = "outbound_message"
+#: OutboundMessage's schema_version now, and the one a change of it needs.
+CURRENT: int = OutboundMessage.model_fields["schema_version"].default
+NEXT = CURRENT + 1
 
 
 def variant(
@@ -58,8 +61,7 @@ def variant(
         if name not in drop and name not in ("schema_version", "trace_id")
     }
     fields.update(change or {})
-    if version is not None:
-        fields["schema_version"] = (int, Field(version, ge=1))
+    fields["schema_version"] = (int, Field(version or CURRENT, ge=1))
     copy: type[Record] = create_model("OutboundMessage", __base__=Record, **fields)
     return copy
 
@@ -79,7 +81,7 @@ def test_an_exact_copy_passes() -> None:
 
 def test_removing_a_field_is_caught() -> None:
     problem = only(
-        problems_of(variant(drop=("reply_to_message_id",), version=2)), "reply_to_message_id"
+        problems_of(variant(drop=("reply_to_message_id",), version=NEXT)), "reply_to_message_id"
     )
     assert problem.model == "OutboundMessage"
     assert "removed" in str(problem)
@@ -87,7 +89,9 @@ def test_removing_a_field_is_caught() -> None:
 
 
 def test_renaming_a_field_is_caught_as_a_removal() -> None:
-    renamed = variant(drop=("part",), change={"part_index": (int, FieldInfo(default=0))}, version=2)
+    renamed = variant(
+        drop=("part",), change={"part_index": (int, FieldInfo(default=0))}, version=NEXT
+    )
     problem = only(problems_of(renamed), "part")
     assert "removed (or renamed)" in problem.problem
 
@@ -104,7 +108,7 @@ def test_renaming_a_field_is_caught_as_a_removal() -> None:
 def test_retyping_a_field_is_caught(
     field: str, annotation: Any, default: Any, was: str, now: str
 ) -> None:
-    problem = only(problems_of(variant(change={field: (annotation, default)}, version=2)), field)
+    problem = only(problems_of(variant(change={field: (annotation, default)}, version=NEXT)), field)
     assert f"type changed from {was} to {now}" in problem.problem
     assert "add a new, optional field instead" in str(problem)
 
@@ -112,29 +116,31 @@ def test_retyping_a_field_is_caught(
 def test_removing_an_enum_value_is_caught_and_adding_one_passes() -> None:
     fewer = Literal["reply", "notice", "fallback"]
     more = Literal["reply", "notice", "fallback", "manual", "broadcast"]
-    problem = only(problems_of(variant(change={"kind": (fewer, "reply")}, version=2)), "kind")
+    problem = only(problems_of(variant(change={"kind": (fewer, "reply")}, version=NEXT)), "kind")
     assert "enum lost ['manual']" in problem.problem
-    assert problems_of(variant(change={"kind": (more, "reply")}, version=2)) == []
+    assert problems_of(variant(change={"kind": (more, "reply")}, version=NEXT)) == []
 
 
 def test_adding_a_required_field_is_caught() -> None:
-    added = variant(change={"priority": (int, FieldInfo())}, version=2)
+    added = variant(change={"priority": (int, FieldInfo())}, version=NEXT)
     problem = only(problems_of(added), "priority")
     assert problem.problem == "is a new required field"
     assert "give it a default" in str(problem)
 
 
 def test_making_an_optional_field_required_is_caught() -> None:
-    required = variant(change={"reply_to_message_id": (str | None, FieldInfo())}, version=2)
+    required = variant(change={"reply_to_message_id": (str | None, FieldInfo())}, version=NEXT)
     assert "became required" in only(problems_of(required), "reply_to_message_id").problem
 
 
 def test_adding_an_optional_field_passes_with_a_version_bump_only() -> None:
     optional = {"priority": (int | None, FieldInfo(default=None))}
-    assert problems_of(variant(change=optional, version=2)) == []
+    assert problems_of(variant(change=optional, version=NEXT)) == []
     problem = only(problems_of(variant(change=optional)), "schema_version")
-    assert "the schema changed but the schema_version default is still 1" in problem.problem
-    assert "Field(2, ge=1)" in problem.advice
+    assert f"the schema changed but the schema_version default is still {CURRENT}" in (
+        problem.problem
+    )
+    assert f"Field({NEXT}, ge=1)" in problem.advice
 
 
 def test_documentation_needs_no_version_bump() -> None:
@@ -160,7 +166,7 @@ def test_export_refuses_an_incompatible_model_and_keeps_the_file(
 ) -> None:
     assert main([str(tmp_path)]) == 0
     before = (tmp_path / f"{OUTBOUND}.json").read_text()
-    monkeypatch.setitem(ALL_MODELS, OUTBOUND, variant(drop=("part",), version=2))
+    monkeypatch.setitem(ALL_MODELS, OUTBOUND, variant(drop=("part",), version=NEXT))
     capsys.readouterr()
 
     assert main([str(tmp_path)]) == 1
@@ -174,7 +180,7 @@ def test_export_refuses_an_incompatible_model_and_keeps_the_file(
     monkeypatch.setitem(
         ALL_MODELS,
         OUTBOUND,
-        variant(change={"priority": (int | None, FieldInfo(default=None))}, version=2),
+        variant(change={"priority": (int | None, FieldInfo(default=None))}, version=NEXT),
     )
     assert main([str(tmp_path)]) == 0, "a compatible change with a version bump is written"
     assert '"priority"' in (tmp_path / f"{OUTBOUND}.json").read_text()
