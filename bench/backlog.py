@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sample-s", type=float, default=2.0, help="RSS sample period")
     add_common_args(parser)
+    # The guard reads the fetched backlog of wa.inbound before the first turn comes round:
+    # the first reply can take minutes at 200,000 messages.
+    parser.set_defaults(stall_timeout=300.0)
     args = parser.parse_args(argv)
 
     with Bench(args, "backlog") as bench:
