@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy import and_, false, func, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -43,6 +43,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: How long a message may stay ``sending`` (a POST producing it) before the scheduler takes it.
 SENDING_GRACE = timedelta(seconds=30)
+
+
+#: Not the bot's own reply coming back from WhatsApp Web (an inbound row with
+#: ``sent_by_bot``): the reply is already there as its outbound row, with its delivery status.
+_NOT_AN_ECHO = or_(MessageRow.sent_by_bot.is_(None), MessageRow.sent_by_bot == false())
 
 
 class InvalidCursor(ValueError):
@@ -142,7 +147,7 @@ class ApiStore:
         query = (
             select(MessageRow, ManualMessageRow.priority)
             .outerjoin(ManualMessageRow, ManualMessageRow.outbound_id == MessageRow.outbound_id)
-            .where(MessageRow.chat_id == chat_id)
+            .where(MessageRow.chat_id == chat_id, _NOT_AN_ECHO)
             .order_by(MessageRow.at.desc(), MessageRow.id.desc())
             .limit(limit)
         )
@@ -318,7 +323,9 @@ class ApiStore:
         day_ago = now - timedelta(hours=24)
         async with self.sessions() as session:
             moved = await session.execute(
-                select(MessageRow.direction, MessageRow.at).where(MessageRow.at >= hour_ago)
+                select(MessageRow.direction, MessageRow.at).where(
+                    MessageRow.at >= hour_ago, _NOT_AN_ECHO
+                )
             )
             per_minute: dict[str, Counter[int]] = {"in": Counter(), "out": Counter()}
             for direction, at in moved:

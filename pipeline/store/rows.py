@@ -199,7 +199,8 @@ def _inbound(rows: RowSet, m: InboundMessage) -> None:
         "reaction": m.reaction,
         "received_at": m.received_at,
     }
-    _chat(rows, m.chat_id, m.account_id, m.is_group, m.wa_timestamp, inbound=True)
+    # Ours (the bot's echo, or the owner typing on the phone) is not a customer's message.
+    _chat(rows, m.chat_id, m.account_id, m.is_group, m.wa_timestamp, inbound=not m.from_me)
 
 
 def _outbound(rows: RowSet, m: OutboundMessage) -> None:

@@ -240,6 +240,17 @@ async def seed(url: str, now: datetime) -> dict[str, Any]:
         reason="rate_limited_chat",
         received_at=at(1),
     )
+    # WhatsApp Web shows the bot's reply in the chat, so the gateway forwards it to wa.inbound
+    # (from_me, sent_by_bot): the same message as the outbound row, not a second one.
+    echo = inbound(
+        A,
+        "Hi! How can I help?",
+        sender_id=ACCOUNT,
+        from_me=True,
+        sent_by_bot=True,
+        wa_timestamp=at(9.9),
+        received_at=at(9.9),
+    )
     qr = GatewayEvent(gateway="main", kind="state", state="qr", qr="2@QR-PAYLOAD,1", at=at(0.5))
     writer = StoreWriter(url)
     try:
@@ -249,6 +260,7 @@ async def seed(url: str, now: datetime) -> dict[str, Any]:
                 _archived("inbound", a),
                 _archived("inbound", b),
                 _archived("inbound", c),
+                _archived("inbound", echo),
                 _archived("turn", turn),
                 _archived("outbound", reply),
                 _archived("delivery", sent),
