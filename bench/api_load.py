@@ -44,8 +44,6 @@ import random
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +58,6 @@ from bench.common import (
     Collector,
     CpuMeter,
     _stop_process,
-    _tail,
     add_common_args,
     cpu_line,
     create_topics,
@@ -70,6 +67,7 @@ from bench.common import (
     problems_lines,
     run_main,
     say,
+    wait_http_ok,
 )
 from pipeline.broker import free_port
 from pipeline.store.engine import shown
@@ -256,18 +254,7 @@ def start_api(bench: Bench, env: dict[str, str], port: int) -> subprocess.Popen[
     bench.standins.append(proc)  # stopped by its PID when the run ends
     say(f"API pid {proc.pid} starting on 127.0.0.1:{port} (log {log})")
     started = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the API exited with {proc.returncode}: {_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
-                if answer.status == 200:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() - started > 120:
-            raise RuntimeError(f"the API was not ready after 120s: {_tail(log)}")
-        time.sleep(0.2)
+    wait_http_ok(proc, f"http://127.0.0.1:{port}/readyz", log, "the API", 120.0)
     say(f"API ready after {time.monotonic() - started:.1f}s")
     return proc
 

@@ -271,19 +271,7 @@ class Bench:
             )
         self.standins.append(proc)
         base_url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the LLM stand-in exited with {proc.returncode}: {_tail(log)}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the LLM stand-in did not answer in 30s: {_tail(log)}")
-            time.sleep(0.1)
+        wait_http_ok(proc, f"{base_url}/models", log, "the LLM stand-in", 30.0)
         say(f"LLM stand-in (pid {proc.pid}, latency {latency}s) at {base_url}")
         return base_url
 
@@ -382,6 +370,26 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def wait_http_ok(
+    proc: subprocess.Popen[bytes], url: str, log: Path, what: str, timeout: float
+) -> None:
+    """Poll ``url`` until it answers 200; RuntimeError (with the log's tail) when ``proc``
+    exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer in {timeout:g}s: {_tail(log)}")
+        time.sleep(0.1)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
