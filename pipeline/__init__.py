@@ -29,6 +29,20 @@ def settings_or_exit(prog: str = "wabot") -> Settings:
         raise SystemExit(2) from None
 
 
+def use_event_loop(kind: str) -> None:
+    """Make ``kind`` ("uvloop" or "asyncio", WABOT_EVENT_LOOP) the event loop of this process.
+
+    Called before the app exists, so before Faust creates its loop (``faust -A pipeline``
+    imports this package first). A loop chosen on the command line (``faust -L aio``) or
+    with FAUST_LOOP wins; ``mode.loop.use`` sets asyncio's event loop policy."""
+    import os
+
+    if kind == "uvloop" and not os.environ.get("FAUST_LOOP"):
+        import mode.loop
+
+        mode.loop.use("uvloop")
+
+
 def get_app() -> PipelineApp:
     """Build the app from the environment once; exit with a clear line on bad config."""
     global _app
@@ -37,6 +51,7 @@ def get_app() -> PipelineApp:
         from pipeline.commands import register_commands
 
         settings = settings_or_exit()
+        use_event_loop(settings.event_loop)
         _app = create_app(settings)
         register_commands(_app, settings)
     return _app

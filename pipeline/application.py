@@ -44,6 +44,10 @@ from schemas import ChatState, LLMResult
 
 log = logging.getLogger(__name__)
 
+#: Parsed windows kept (tables/values.py): the chats being answered now, read by respond
+#: and apply_reply within about an LLM call of each other.
+WINDOW_CACHE = 1024
+
 #: When this process imported the app: the zero of the reported time to ready.
 PROCESS_STARTED = time.monotonic()
 
@@ -177,9 +181,10 @@ class PipelineApp(faust.App):
         if self.ready_after is None and self.rebalancing is False:
             self.ready_after = time.monotonic() - PROCESS_STARTED
             log.info(
-                "worker ready in %.1fs (group joined, tables recovered) on %s",
+                "worker ready in %.1fs (group joined, tables recovered) on %s, event loop %s",
                 self.ready_after,
                 self.settings.broker_url,
+                type(self.loop).__module__.partition(".")[0],
             )
 
 
@@ -371,7 +376,9 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
     agents.ping.register(app, t.ping, out(t.pong, "ping"), ping_counts, worker=socket.gethostname())
 
     chats = tables.TypedTable(tables.chat_state_table(app, n), ChatState)
-    windows = tables.TypedTable(tables.windows_table(app, n), tables.ConversationWindow)
+    windows = tables.TypedTable(
+        tables.windows_table(app, n), tables.ConversationWindow, cache=WINDOW_CACHE
+    )
     # Read by every worker, so both limits hold for the account (see tables/global_counts.py).
     token_usage = tables.GlobalCounts(tables.token_usage_table(app, n))
     sender_replies = tables.GlobalCounts(tables.sender_replies_table(app, n))

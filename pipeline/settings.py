@@ -375,6 +375,12 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="How often the API looks for scheduled messages due, s"
     )
 
+    # --- process ---------------------------------------------------------------
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="Event loop of every faust -A pipeline command: uvloop (faster) or asyncio",
+    )
+
     # --- logging ---------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_format: Literal["text", "json"] = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def estimate_tokens(text: str) -> int:
@@ -13,6 +13,8 @@ def estimate_tokens(text: str) -> int:
 
 
 class WindowEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     role: Literal["user", "assistant"]
     content: str
     seq: int
@@ -20,6 +22,11 @@ class WindowEntry(BaseModel):
 
 
 class ConversationWindow(BaseModel):
+    """A chat's window; frozen (``with_exchange`` makes a new one), so the windows table
+    can hand out cached copies (tables/values.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
     entries: list[WindowEntry] = Field(default_factory=list)
     last_applied_seq: int = -1
     applied_turns: list[str] = Field(default_factory=list)

@@ -10,7 +10,9 @@ either order, ends in the same rows. In ``SET``, a bare column is the stored val
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, and_, case, func, or_
@@ -56,16 +58,47 @@ EVENTS = _table(GatewayEventRow)
 
 async def write_rows(connection: AsyncConnection, rows: RowSet) -> None:
     """Upsert ``rows`` on ``connection`` (inside the caller's transaction)."""
-    insert = _insert_for(connection.dialect.name)
-    await _run(connection, _nothing(insert, TURNS), rows.turns.values())
-    await _run(connection, _nothing(insert, TURN_MESSAGES), rows.turn_messages.values())
-    await _run(connection, _nothing(insert, LLM_CALLS), rows.llm_calls.values())
-    await _run(connection, _nothing(insert, DECISIONS), rows.decisions.values())
-    await _run(connection, _nothing(insert, EVENTS), rows.events.values())
-    await _run(connection, _inbound(insert), rows.inbound.values())
-    await _run(connection, _outbound(insert), rows.outbound.values())
-    await _run(connection, _deliveries(insert), rows.deliveries.values())
-    await _run(connection, _chats(insert), rows.chats.values())
+    s = _statements(connection.dialect.name)
+    await _run(connection, s.turns, rows.turns.values())
+    await _run(connection, s.turn_messages, rows.turn_messages.values())
+    await _run(connection, s.llm_calls, rows.llm_calls.values())
+    await _run(connection, s.decisions, rows.decisions.values())
+    await _run(connection, s.events, rows.events.values())
+    await _run(connection, s.inbound, rows.inbound.values())
+    await _run(connection, s.outbound, rows.outbound.values())
+    await _run(connection, s.deliveries, rows.deliveries.values())
+    await _run(connection, s.chats, rows.chats.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    turns: Any
+    turn_messages: Any
+    llm_calls: Any
+    decisions: Any
+    events: Any
+    inbound: Any
+    outbound: Any
+    deliveries: Any
+    chats: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """The upserts of one dialect, built once: building them (``excluded``, column
+    proxies) cost more CPU than running a small batch through SQLAlchemy's compiled cache."""
+    insert = _insert_for(dialect)
+    return _Statements(
+        turns=_nothing(insert, TURNS),
+        turn_messages=_nothing(insert, TURN_MESSAGES),
+        llm_calls=_nothing(insert, LLM_CALLS),
+        decisions=_nothing(insert, DECISIONS),
+        events=_nothing(insert, EVENTS),
+        inbound=_inbound(insert),
+        outbound=_outbound(insert),
+        deliveries=_deliveries(insert),
+        chats=_chats(insert),
+    )
 
 
 def _insert_for(dialect: str) -> Callable[[Table], Insert]:

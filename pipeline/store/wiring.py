@@ -47,7 +47,6 @@ def install_archive(app: Any, settings: Settings) -> Archiver:
             retry_max_s=settings.archive_retry_max_s,
             session_timeout_s=settings.broker_session_timeout,
             heartbeat_interval_s=settings.broker_heartbeat_interval,
-            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         ),
         writer,
         app.metrics.sending(app.topics_.dlq, "archive"),
