@@ -31,7 +31,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Literal, Protocol
@@ -125,10 +125,18 @@ class ArchiveConfig:
 class Archiver:
     """The archive loop: fetch, decode, write, commit. Run :meth:`run` as a task."""
 
-    def __init__(self, config: ArchiveConfig, sink: ArchiveSink, dlq: Any) -> None:
+    def __init__(
+        self,
+        config: ArchiveConfig,
+        sink: ArchiveSink,
+        dlq: Any,
+        records_in: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """``records_in(topic, n)``: told of every fetch (the records_total metric)."""
         self.config = config
         self.sink = sink
         self.dlq = dlq
+        self.records_in = records_in
         #: monotonic time the current outage began; None while the store answers.
         self._down_since: float | None = None
         #: records written (rows upserted, new or not) since start; for logs and tests.
@@ -165,11 +173,15 @@ class Archiver:
     async def archive(self, fetched: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> None:
         """Decode and store one fetch; returns when every record is stored or dead-lettered."""
         batch = []
-        for records in fetched.values():
-            for record in records:
+        for tp, records in fetched.items():
+            if self.records_in is not None:
+                self.records_in(tp.topic, len(records))
+            for n, record in enumerate(records, 1):
                 item = await self._decode(record)
                 if item is not None:
                     batch.append(item)
+                if n % 64 == 0:
+                    await asyncio.sleep(0)  # the bot's agents share this event loop
         if batch:
             await self._store(batch)
 

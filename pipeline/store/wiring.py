@@ -50,6 +50,7 @@ def install_archive(app: Any, settings: Settings) -> Archiver:
         ),
         writer,
         app.metrics.sending(app.topics_.dlq, "archive"),
+        lambda topic, n: app.metrics.records(topic, "archive", "in").inc(n),
     )
     app.task(_guarded(archiver, writer, shown(url)))
     return archiver
