@@ -775,21 +775,27 @@ def problems_lines(label: str, problems: dict[str, Any]) -> list[str]:
     return lines
 
 
-def correctness_lines(check: dict[str, Any], duplicates: int, dlq: int | None = None) -> list[str]:
-    ok = (
+def is_correct(check: dict[str, Any], duplicates: int, dlq: int | None = None) -> bool:
+    """Every turn answered once, in its chat's order, naming its own chat; DLQ empty."""
+    return (
         check["missing_turns"] == 0
         and check["chats_out_of_order"] == 0
         and check["unexpected_turns"] == 0
         and check["replies_naming_another_chat"] == 0
         and check["unparsable_replies"] == 0
         and duplicates == 0
+        and not dlq
     )
+
+
+def correctness_lines(check: dict[str, Any], duplicates: int, dlq: int | None = None) -> list[str]:
+    ok = is_correct(check, duplicates, dlq)
     lines = [
         f"  replies: {check['distinct_replies']} distinct for {check['expected_turns']} turns; "
         f"missing {check['missing_turns']}, duplicates {duplicates}, "
         f"chats out of order {check['chats_out_of_order']}, kinds {check['kinds']}"
         + ("" if dlq is None else f", dead letters {dlq}"),
-        f"  correctness: {'OK' if ok and not dlq else 'PROBLEMS (see JSON)'}",
+        f"  correctness: {'OK' if ok else 'PROBLEMS (see JSON)'}",
     ]
     for example in check["out_of_order_examples"]:
         lines.append(f"    out of order: {example}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import time
 from typing import Any
@@ -41,6 +42,7 @@ from bench.common import (
     expected_per_chat,
     fast_producer,
     inbound_value,
+    is_correct,
     log_problems,
     machine,
     merged_problems,
@@ -53,7 +55,7 @@ from bench.common import (
     say,
     topic_size,
 )
-from pipeline.llm import LLMClient
+from bench.turn_cost import client_floor, event_loop, run_on_worker_loop
 
 PLACEHOLDER = "@@T0@@"
 LATENCY_CHATS = 10_000_000  # chat ids of (b) start here, apart from those of (a)
@@ -220,52 +222,74 @@ async def ceiling(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def client_floor(base_url: str, calls: int) -> dict[str, Any]:
-    client = LLMClient(
-        [base_url],
-        api_key="",
-        model="bench",
-        timeout_s=30,
-        max_tokens=200,
-        temperature=0.7,
-        retries=0,
-        backoff_s=0.1,
-        backoff_max_s=1,
-        fallback_reply="fallback",
-    )
-    window = [
-        {"role": "user" if n % 2 == 0 else "assistant", "content": f"message {n} of the window"}
-        for n in range(20)
-    ]
-    messages = [{"role": "system", "content": "You are a helpful assistant."}, *window]
-    gate = asyncio.Semaphore(64)
-    statuses: list[str] = []
-
-    async def one(n: int) -> None:
-        async with gate:
-            completion = await client.complete(
-                messages, turn_id=f"t{n}", chat_id=chat_id(n), trace_id=f"c{n}"
-            )
-            statuses.append(completion.status)
-
-    say(f"(d) {calls} calls of the pipeline's LLM client to the stand-in, 64 at a time")
-    try:
-        await asyncio.gather(*(one(n) for n in range(min(calls, 100))))  # warm the pool
-        statuses.clear()
-        cpu, wall = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(one(n) for n in range(calls)))
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    finally:
-        await client.close()
-    ms = cpu * 1000 / calls
-    return {
-        "calls": calls,
-        "ok": statuses.count("ok"),
-        "cpu_ms_per_call": round(ms, 2),
-        "max_calls_per_s_per_process": round(1000 / ms) if ms > 0 else None,
-        "calls_per_s": round(calls / wall, 1),
-        "complete": statuses.count("ok") == calls,
+async def hop_latencies(bench: Bench, marker: str) -> dict[str, Any]:
+    """Where the latency goes, from the records' own timestamps (set by each producer): per
+    measured turn (message ids containing ``marker``), ms from the inbound record to its turn
+    (guard), from the turn to its LLM result (respond, with the LLM call), and from the
+    result to the reply (apply_reply); then from the reply's timestamp to the moment the
+    benchmark consumed it is what is left of the end-to-end figure."""
+    app = f"bench-{bench.name}-{bench.run}-"
+    topics = {
+        "inbound": bench.topics["inbound"],
+        "turns": app + bench.topics["turns"],
+        "results": app + bench.topics["llm_results"],
+        "outbound": bench.topics["outbound"],
     }
+    stamps: dict[str, dict[str, int]] = {}
+    for role, topic in topics.items():
+        stamps[role] = {}
+        for record in await read_topic(bench.bootstrap, topic):
+            value = json.loads(record.value)
+            if role == "inbound":
+                key = value.get("message_id", "")
+            elif role == "turns":
+                key = value["turn_id"]
+                stamps.setdefault("first_message", {})[key] = value["message_ids"][0]
+            elif role == "results":
+                key = value["turn"]["turn_id"]
+            else:
+                key = value.get("turn_id") or ""
+                if value.get("part", 0) != 0:
+                    continue
+            stamps[role][key] = record.timestamp
+    hops: dict[str, list[float]] = {"guard": [], "respond": [], "apply_reply": []}
+    for turn, at in stamps["turns"].items():
+        message = stamps["first_message"][turn]
+        if marker not in message:
+            continue
+        result, reply = stamps["results"].get(turn), stamps["outbound"].get(turn)
+        if message in stamps["inbound"]:
+            hops["guard"].append(at - stamps["inbound"][message])
+        if result is not None:
+            hops["respond"].append(result - at)
+            if reply is not None:
+                hops["apply_reply"].append(reply - result)
+    summary: dict[str, Any] = {}
+    for hop, values in hops.items():
+        values.sort()
+        if values:
+            summary[hop] = {
+                "p50_ms": percentile(values, 0.50),
+                "p99_ms": percentile(values, 0.99),
+                "max_ms": values[-1],
+            }
+    return summary
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` now (stops after 2 s without a new one)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=2000, max_records=10000):
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
 
 
 async def pipeline_phases(
@@ -276,6 +300,8 @@ async def pipeline_phases(
     try:
         a = await throughput(bench, args, out, CpuMeter(pids)) if args.turns > 0 else {}
         b = await latency(bench, args, out, CpuMeter(pids)) if args.seconds > 0 else {}
+        if b:
+            b["hops"] = await hop_latencies(bench, f"{bench.run}L")
     finally:
         await out.stop()
     dlq = await topic_size(bench.bootstrap, bench.topics["dlq"])
@@ -322,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             bench.stop_worker(worker)
         results["ceiling"] = asyncio.run(ceiling(bench, args)) if args.ceiling_records else {}
         results["client_floor"] = (
-            asyncio.run(client_floor(base_url, args.client_calls)) if args.client_calls else {}
+            run_on_worker_loop(client_floor(base_url, args.client_calls), event_loop())
+            if args.client_calls
+            else {}
         )
 
     a, b, c = results["throughput"], results["latency"], results["ceiling"]
@@ -358,6 +386,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         lines.append(cpu_line(b["cpu"]))
+        if b.get("hops"):
+            lines.append(
+                "    per hop, from the records' timestamps (ms): "
+                + "; ".join(
+                    f"{hop} p50 {h['p50_ms']:g}, p99 {h['p99_ms']:g}"
+                    for hop, h in b["hops"].items()
+                )
+            )
     if c:
         lines.append(
             f"(c) ceiling, raw aiokafka consume->produce in one process: "
@@ -396,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     emit("bench/instant_llm.py", lines, figures)
     complete = all(part.get("complete", True) for part in (a, b, c, d))
-    return 0 if complete else 1
+    correct = not a or is_correct(a["check"], a["duplicates"], results["dead_letters"])
+    correct = correct and not (b and (b["missing"] or b["duplicates"]))
+    return 0 if complete and correct else 1
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from bench.common import (
     create_topics,
     emit,
     expected_per_chat,
+    is_correct,
     log_problems,
     machine,
     merged_problems,
@@ -43,10 +44,20 @@ from bench.common import (
     say,
     topic_size,
 )
+from bench.turn_cost import (
+    Sampler,
+    cpu_shares,
+    event_loop,
+    floor,
+    floor_line,
+    record_counts,
+    record_lines,
+    share_lines,
+)
 
 
 async def measure_pipeline(
-    bench: Bench, args: argparse.Namespace, meter: CpuMeter
+    bench: Bench, args: argparse.Namespace, meter: CpuMeter, sampler: Sampler | None
 ) -> dict[str, Any]:
     records = round_robin_turns(bench.run, args.chats, args.turns)
     expected = expected_per_chat(args.chats, args.turns)
@@ -55,10 +66,14 @@ async def measure_pipeline(
     try:
         say(f"producing {len(records)} turns over {args.chats} chats")
         meter.start()
+        if sampler is not None:
+            sampler.start()
         produced = await produce_all(bench.bootstrap, bench.topics["inbound"], records)
         say(f"produced in {produced.flushed - produced.started:.2f}s ({produced.rate:.0f}/s)")
         complete = await collector.wait_for(len(records), args.stall_timeout, 0)
         meter.stop(len(records))
+        if sampler is not None:
+            sampler.stop()
         await asyncio.sleep(args.settle)
     finally:
         await collector.stop()
@@ -97,6 +112,47 @@ async def measure_naive(bench: Bench, args: argparse.Namespace, run: str) -> dic
     }
 
 
+def worker_ms(cpu: dict[str, Any], workers: int) -> float | None:
+    """CPU ms a turn of the worker (of all workers together when several)."""
+    names = ["worker"] if workers == 1 else [f"worker{n}" for n in range(1, workers + 1)]
+    values = [cpu.get(name, {}).get("cpu_ms_per_turn") for name in names]
+    return round(sum(values), 2) if all(v is not None for v in values) else None
+
+
+def merged_records(workers: list[Any], turns: int, bench: Bench) -> dict[str, Any]:
+    """The per-turn record table of the workers together (from each one's /metrics)."""
+    prefix = f"b{bench.run}."
+    tables = []
+    for worker in workers:
+        try:
+            tables.append(
+                record_counts(worker.port, prefix, bench.workdir / f"metrics-{worker.port}.txt")
+            )
+        except OSError as exc:
+            say(f"could not read /metrics of the worker on port {worker.port}: {exc}")
+    merged: dict[str, Any] = {"agents": {}, "producer": {}}
+    for table in tables:
+        for agent, d in table["agents"].items():
+            into = merged["agents"].setdefault(agent, {"in": {}, "out": {}})
+            for way in ("in", "out"):
+                for topic, n in d[way].items():
+                    into[way][topic] = into[way].get(topic, 0) + n
+        for topic, n in table["producer"].items():
+            merged["producer"][topic] = merged["producer"].get(topic, 0) + n
+    app = f"bench-{bench.name}-{bench.run}-"
+
+    def per_turn(counts: dict[str, float]) -> dict[str, float]:
+        return {t.replace(app, "{app}-"): round(n / turns, 2) for t, n in sorted(counts.items())}
+
+    return {
+        "agents": {
+            a: {"in": per_turn(d["in"]), "out": per_turn(d["out"])}
+            for a, d in sorted(merged["agents"].items())
+        },
+        "producer": per_turn(merged["producer"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.slow_llm", description=__doc__.split("\n\n")[0]
@@ -110,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--naive-turns", type=int, default=200, help="turns for the naive agent (0: skip it)"
     )
+    parser.add_argument(
+        "--cpu-shares",
+        action="store_true",
+        help="sample the worker with py-spy over the run: its CPU by agent and layer",
+    )
+    parser.add_argument(
+        "--floor-calls",
+        type=int,
+        default=2000,
+        help="LLM client calls (and turns of plain aiokafka) for the floor; 0 skips it",
+    )
     add_common_args(parser)
     args = parser.parse_args(argv)
 
@@ -121,12 +188,35 @@ def main(argv: list[str] | None = None) -> int:
             args.workers,
         )
         meter = CpuMeter(bench.cpu_pids(*workers))
-        pipeline = asyncio.run(measure_pipeline(bench, args, meter))
+        first = workers[0]
+        sampler = (
+            Sampler(first.proc.pid, bench.workdir / "worker.pyspy")
+            if args.cpu_shares and first.proc is not None
+            else None
+        )
+        pipeline = asyncio.run(measure_pipeline(bench, args, meter, sampler))
+        pipeline["records_per_turn"] = merged_records(workers, args.turns, bench)
+        if sampler is not None:
+            pipeline["cpu_shares_pct"] = cpu_shares(sampler.out)
         rss = [rss_kib(w.proc.pid) for w in workers if w.proc is not None]
         pipeline["worker_rss_kib"] = rss[0] if len(rss) == 1 else rss
         pipeline["worker_log"] = merged_problems([log_problems(w.log) for w in workers])
         for worker in workers:  # the naive agent gets the machine to itself
             bench.stop_worker(worker)
+        pipeline["floor"] = (
+            floor(
+                bench.bootstrap,
+                base_url,
+                bench.run,
+                event_loop(),
+                calls=args.floor_calls,
+                in_flight=args.max_in_flight,
+                turns=args.floor_calls,
+                partitions=args.partitions,
+            )
+            if args.floor_calls
+            else {}
+        )
 
         naive: dict[str, Any] = {}
         if args.naive_turns > 0:
@@ -188,6 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         f"upper bound min(cap x workers, chats)/latency = {bound:g}/s",
         *correctness_lines(pipeline["check"], pipeline["duplicates"], pipeline["dead_letters"]),
         cpu_line(pipeline["cpu"]),
+        *(
+            [floor_line(pipeline["floor"], worker_ms(pipeline["cpu"], args.workers))]
+            if pipeline["floor"]
+            else []
+        ),
+        *record_lines(pipeline["records_per_turn"]),
+        *share_lines(pipeline.get("cpu_shares_pct", {}), worker_ms(pipeline["cpu"], args.workers)),
         "  worker RSS at the end: "
         + ", ".join(
             f"{r.get('VmRSS', 0) / 1024:.0f} MiB (peak {r.get('VmHWM', 0) / 1024:.0f} MiB)"
@@ -226,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     emit("bench/slow_llm.py", lines, figures)
     complete = pipeline["complete"] and (not naive or naive["complete"])
-    return 0 if complete else 1
+    correct = is_correct(pipeline["check"], pipeline["duplicates"], pipeline["dead_letters"])
+    return 0 if complete and correct else 1
 
 
 if __name__ == "__main__":
