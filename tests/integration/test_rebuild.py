@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from pipeline.application import ROCKSDB_OPTIONS
 from pipeline.broker import free_port
 from pipeline.rebuild import state_digest
 from schemas import Ping
@@ -127,6 +128,15 @@ def test_rebuild_tables_restores_every_table(kafka_broker: Broker, tmp_path: Pat
 
         before, _ = read_stores(tabledir)
         assert set(before) == TABLES, sorted(before)
+        # Opened with the worker's bounded sizes, not faust's 64 MiB memtables (RocksDB
+        # writes the options of each open into an OPTIONS-<n> file beside its data).
+        buffers = f"write_buffer_size={ROCKSDB_OPTIONS['write_buffer_size']}"
+        for db in tabledir.glob("*.db"):
+            latest = sorted(db.glob("OPTIONS-*"))[-1].read_text()
+            assert buffers in latest, (
+                db.name,
+                [ln for ln in latest.splitlines() if "write_buffer_size" in ln],
+            )
         for table, partitions in before.items():
             assert any(partitions.values()), f"{table} is empty before the rebuild"
 
