@@ -33,7 +33,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.broker import KafkaBroker, free_port
@@ -518,18 +518,32 @@ async def create_topics(bootstrap: str, names: list[str], partitions: int) -> No
         await admin.close()
 
 
-async def topic_size(bootstrap: str, topic: str) -> int:
-    """Records in ``topic`` (sum of end offsets; 0 when it does not exist)."""
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The end offset of every partition of ``topic`` ({} when it does not exist).
+
+    The partitions come from subscribing, as the Collector does: ``consumer.topics()``
+    fetches metadata without loading it into the client, so ``partitions_for_topic`` after
+    it says None (which made an earlier ``topic_size`` count 0 records in every topic)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
         if topic not in await consumer.topics():
-            return 0
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
+            return {}
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 30
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no partitions of {topic} assigned after 30s")
+            await asyncio.sleep(0.05)
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """Records in ``topic``: the sum of its end offsets (0 when it does not exist)."""
+    return sum((await end_offsets(bootstrap, topic)).values())
 
 
 def fast_producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:

@@ -236,6 +236,7 @@ async def hop_latencies(bench: Bench, marker: str) -> dict[str, Any]:
         "outbound": bench.topics["outbound"],
     }
     stamps: dict[str, dict[str, int]] = {}
+    first_message: dict[str, str] = {}  # turn id -> its first message id
     for role, topic in topics.items():
         stamps[role] = {}
         for record in await read_topic(bench.bootstrap, topic):
@@ -244,7 +245,7 @@ async def hop_latencies(bench: Bench, marker: str) -> dict[str, Any]:
                 key = value.get("message_id", "")
             elif role == "turns":
                 key = value["turn_id"]
-                stamps.setdefault("first_message", {})[key] = value["message_ids"][0]
+                first_message[key] = value["message_ids"][0]
             elif role == "results":
                 key = value["turn"]["turn_id"]
             else:
@@ -254,7 +255,7 @@ async def hop_latencies(bench: Bench, marker: str) -> dict[str, Any]:
             stamps[role][key] = record.timestamp
     hops: dict[str, list[float]] = {"guard": [], "respond": [], "apply_reply": []}
     for turn, at in stamps["turns"].items():
-        message = stamps["first_message"][turn]
+        message = first_message[turn]
         if marker not in message:
             continue
         result, reply = stamps["results"].get(turn), stamps["outbound"].get(turn)
