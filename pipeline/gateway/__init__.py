@@ -18,10 +18,12 @@ def get_app() -> PipelineApp:
     """Build the gateway app from the environment once; exit with a clear line on bad config."""
     global _app
     if _app is None:
-        from pipeline import settings_or_exit
+        from pipeline import settings_or_exit, use_event_loop
         from pipeline.application import create_gateway_app
 
-        _app = create_gateway_app(settings_or_exit("wabot gateway"))
+        settings = settings_or_exit("wabot gateway")
+        use_event_loop(settings.event_loop)
+        _app = create_gateway_app(settings)
     return _app
 
 
