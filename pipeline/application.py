@@ -50,10 +50,10 @@ WINDOW_CACHE = 1024
 
 #: RocksDB options of every table when WABOT_STORE=rocksdb://, in bytes (faust's
 #: ``RocksDBOptions``; the names are RocksDB's). Faust opens a database per table and
-#: partition and gives each one 64 MiB write buffers (up to 3) and a 2 GiB block cache, so
-#: a worker's RSS grew with every write until the memtables filled: 40 KiB a chat while
-#: filling windows (bench/memory.py). These bound the memtables to 8 MiB and the cache to
-#: 8 MiB a database; the windows of a chat are read from RocksDB's files after that.
+#: partition and gives each one 64 MiB write buffers (up to 3) and a 2 GiB block cache:
+#: with 8 partitions and a handful of busy tables, a bound of several GiB that a long-running
+#: worker with many chats can reach. These cap each database at 8 MiB of memtables and an
+#: 8 MiB cache; what does not fit is read from RocksDB's files.
 ROCKSDB_OPTIONS: dict[str, int] = {
     "write_buffer_size": 4 << 20,
     "max_write_buffer_number": 2,
