@@ -18,12 +18,10 @@ def get_app() -> PipelineApp:
     """Build the gateway app from the environment once; exit with a clear line on bad config."""
     global _app
     if _app is None:
-        from pipeline import settings_or_exit, use_event_loop
+        from pipeline import settings_or_exit
         from pipeline.application import create_gateway_app
 
-        settings = settings_or_exit("wabot gateway")
-        use_event_loop(settings.event_loop)
-        _app = create_gateway_app(settings)
+        _app = create_gateway_app(settings_or_exit("wabot gateway"))
     return _app
 
 
