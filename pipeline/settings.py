@@ -378,7 +378,8 @@ class Settings(BaseSettings):
     # --- process ---------------------------------------------------------------
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop",
-        description="Event loop of every faust -A pipeline command: uvloop (faster) or asyncio",
+        description="Event loop of faust -A pipeline (worker, api, replay): uvloop or asyncio; "
+        "the standalone gateway (pipeline.gateway) keeps asyncio",
     )
 
     # --- logging ---------------------------------------------------------------
