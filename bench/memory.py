@@ -64,6 +64,7 @@ from bench.common import (
     end_offsets,
     expected_per_chat,
     inbound_value,
+    is_correct,
     log_problems,
     machine,
     parse_reply,
@@ -184,13 +185,7 @@ def fill_ok(result: dict[str, Any]) -> bool:
     check = result["check"]
     return bool(
         result["complete"]
-        and result["duplicates"] == 0
-        and result["dead_letters"] == 0
-        and check["missing_turns"] == 0
-        and check["unexpected_turns"] == 0
-        and check["chats_out_of_order"] == 0
-        and check["replies_naming_another_chat"] == 0
-        and check["unparsable_replies"] == 0
+        and is_correct(check, result["duplicates"], result["dead_letters"])
         and result["window"]["wrong_prompt_sizes"] == 0
     )
 
