@@ -96,6 +96,10 @@ def register_commands(app: Any, settings: Settings) -> None:
 
     register_db_command(app, settings)
 
+    from pipeline.store.archive_process import register_archive_command
+
+    register_archive_command(app, settings)
+
     from pipeline.api.command import register_api_command
 
     register_api_command(app, settings)

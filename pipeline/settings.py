@@ -332,7 +332,9 @@ class Settings(BaseSettings):
     )
     archive_enabled: bool = Field(
         True,
-        description="Archive the topics into the store (consumer group <WABOT_APP_ID>-archive)",
+        description="The worker archives the topics into the store (consumer group "
+        "<WABOT_APP_ID>-archive); false with `faust -A pipeline archive` archives in a process "
+        "of its own",
     )
     archive_batch_size: int = Field(
         500, ge=1, le=10_000, description="Most records the archive writes in one transaction"

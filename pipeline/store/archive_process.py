@@ -1,0 +1,146 @@
+"""``faust -A pipeline archive``: the archive in a process of its own.
+
+By default the worker runs the archive (``agents/archive.py``) on its own event loop, beside
+the agents: on a machine with a core to spare, that is CPU the bot's turns wait behind (the
+archive decodes every record of seven topics again and writes them through SQLAlchemy; 8% of
+the worker's CPU in ``bench/README.md``, "Per-turn cost"). With ``WABOT_ARCHIVE_ENABLED=false``
+for the worker and this command beside it, the archive runs here instead, in the same
+consumer group (``<WABOT_APP_ID>-archive``), with the same store, batches, retries and
+dead letters: the same code, only another process. Several of these share the archived
+topics' partitions, as workers do; a worker that still archives shares them too.
+
+Dead letters go to the DLQ through a plain aiokafka producer (``acks=all``, awaited), since
+this process has no Faust producer. With ``--metrics-port``, ``/metrics`` on
+``WABOT_WEB_HOST`` serves the archive's ``records_total{agent="archive"}``,
+``dead_letters_total{agent="archive"}`` and ``store_lag_records`` (prometheus_client's own
+HTTP server).
+
+Ctrl-C or SIGTERM stops it between batches' awaits: a batch whose transaction committed but
+whose offsets did not is read again by the next archive and upserted to the same rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import signal
+from typing import Any, NoReturn
+
+import click
+from aiokafka import AIOKafkaProducer
+from faust.cli import AppCommand, option
+from prometheus_client import CollectorRegistry, start_http_server
+
+from pipeline.metrics import metric_prefix
+from pipeline.pipeline_metrics import PipelineMetrics, StoreLagWatch
+from pipeline.settings import Settings
+from pipeline.store.engine import database_url, shown
+from pipeline.store.wiring import archive_config, archive_group, archive_topics, guarded
+from pipeline.store.writer import StoreWriter
+
+__all__ = ["DeadLetterProducer", "register_archive_command", "run_archive"]
+
+log = logging.getLogger(__name__)
+
+
+class DeadLetterProducer:
+    """The dead-letter topic for a process without Faust: ``await send(key=, value=)`` with a
+    ``schemas.DeadLetter`` returns once the broker has the record (raises aiokafka's errors,
+    which ``agents.dead_letters.dead_letter`` logs and swallows)."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def get_topic_name(self) -> str:
+        """The topic's name (as a Faust topic answers it, for the metrics' wrapper)."""
+        return self.topic
+
+    async def send(self, *, key: bytes | None, value: Any) -> None:
+        await self.producer.send_and_wait(
+            self.topic, key=key, value=value.model_dump_json().encode()
+        )
+
+
+async def run_archive(settings: Settings, metrics_port: int | None = None) -> None:
+    """Archive ``settings``' topics into its store until cancelled (then stops its consumer,
+    producer and store connections). ``metrics_port``: serve /metrics there (None: don't)."""
+    url = database_url(settings.database_url.get_secret_value(), settings.data_dir)
+    metrics = PipelineMetrics(metric_prefix(settings.app_id), CollectorRegistry())
+    metrics.set_topics(dlq=settings.topic("dlq"), delivery=settings.topic("delivery"))
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=settings.web_host, registry=metrics.registry)
+        log.info("archive: /metrics on http://%s:%d", settings.web_host, metrics_port)
+    lag = StoreLagWatch(
+        metrics,
+        settings.bootstrap_servers,
+        archive_group(settings),
+        archive_topics(settings),
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, acks="all", request_timeout_ms=10_000
+    )
+    await producer.start()
+    writer = StoreWriter(url)
+    lag_task = asyncio.create_task(lag.run())
+    try:
+        await guarded(
+            archive_config(settings),
+            writer,
+            metrics.sending(DeadLetterProducer(producer, settings.topic("dlq")), "archive"),
+            lambda topic, n: metrics.records(topic, "archive", "in").inc(n),
+            shown(url),
+        )()
+    finally:
+        lag_task.cancel()
+        await asyncio.gather(lag_task, return_exceptions=True)
+        await producer.stop()
+
+
+def serve_archive(settings: Settings, metrics_port: int | None) -> None:
+    """Run :func:`run_archive` on WABOT_EVENT_LOOP until Ctrl-C or SIGTERM (blocks)."""
+    from pipeline.logs import logging_config
+
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        log.info("archive: its own process; Ctrl-C or SIGTERM stops it")
+        try:
+            await run_archive(settings, metrics_port)
+        except asyncio.CancelledError:
+            log.info("archive: stopped")
+
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+def register_archive_command(app: Any, settings: Settings) -> None:
+    class ServeArchive(AppCommand):
+        # Like the api command: the process is ours, not a Faust worker's (whose shutdown
+        # would cancel the archive's tasks in no set order).
+        def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+            serve_archive(settings, {**self.kwargs, **kwargs}.get("metrics_port"))
+            raise SystemExit(0)
+
+    @app.command(
+        option(
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="Serve the archive's Prometheus /metrics on WABOT_WEB_HOST at this port.",
+        ),
+        base=ServeArchive,
+    )
+    async def archive(self: Any, metrics_port: int | None) -> None:
+        """Run the archive alone (the topics into the store; run the worker with
+        WABOT_ARCHIVE_ENABLED=false) until Ctrl-C."""
