@@ -78,6 +78,14 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "%(default)s); more than the machine's cores only share them",
     )
     group.add_argument(
+        "--archive",
+        choices=["worker", "process", "off"],
+        default="worker",
+        help="where the archive runs: in each worker (the default setting), in a process of "
+        "its own beside them (`faust -A pipeline archive`, its CPU reported as archive), or "
+        "nowhere (default: %(default)s)",
+    )
+    group.add_argument(
         "--kafka-heap", default="1g", help="heap of the started broker (default: %(default)s)"
     )
     group.add_argument("--workdir", type=Path, help="logs and broker data (default: a temp dir)")
@@ -172,6 +180,7 @@ class Bench:
         self.bootstrap: str = args.bootstrap or ""
         self.standins: list[subprocess.Popen[bytes]] = []
         self.workers: list[WorkerProcess] = []
+        self.archives: list[subprocess.Popen[bytes]] = []
         self.topics = {name: f"b{self.run}.{name}" for name in topic_keys()}
 
     # -- context -----------------------------------------------------------------
@@ -197,6 +206,9 @@ class Bench:
     def close(self) -> None:
         for worker in reversed(self.workers):
             self.stop_worker(worker)
+        for proc in self.archives:
+            _stop_process(proc)
+        self.archives.clear()
         for proc in reversed(self.standins):
             _stop_process(proc)
         self.standins.clear()
@@ -220,6 +232,8 @@ class Bench:
             )
             for n, worker in enumerate(workers, 1)
         }
+        for n, proc in enumerate(self.archives, 1):
+            pids["archive" if len(self.archives) == 1 else f"archive{n}"] = proc.pid
         if self.standins:
             pids["standin"] = self.standins[0].pid
         if self.broker is not None and (info := self.broker.info()) is not None:
@@ -293,6 +307,7 @@ class Bench:
             "WABOT_IGNORE_OLDER_THAN_S": "31536000",
             "WABOT_LOG_LEVEL": "WARNING",
             **{f"WABOT_TOPIC_{k.upper()}": v for k, v in self.topics.items()},
+            "WABOT_ARCHIVE_ENABLED": str(getattr(self.args, "archive", "worker") == "worker"),
             **overrides,
         }
 
@@ -314,6 +329,10 @@ class Bench:
         say(f"{label} pid {worker.proc.pid} starting (log {log})")
         ready = worker.wait_ready(timeout=180)
         say(f"{label} ready after {ready:.1f}s")
+        pipeline_worker = argv is None or "pipeline" in argv
+        wanted = getattr(self.args, "archive", "worker") == "process"
+        if pipeline_worker and wanted and not self.archives:
+            self.start_archive(env)
         return worker
 
     def start_workers(self, env: dict[str, str], count: int) -> list[WorkerProcess]:
@@ -326,6 +345,23 @@ class Bench:
         for worker in workers:  # the first ones rebalanced when the later ones joined
             worker.wait_ready(timeout=180)
         return workers
+
+    def start_archive(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """``faust -A pipeline archive`` with the workers' settings (``--archive process``)."""
+        log = self.workdir / f"archive-{len(self.archives) + 1}.log"
+        faust = str(Path(sys.executable).with_name("faust"))
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [faust, "-A", "pipeline", "archive"],
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.archives.append(proc)
+        say(f"archive process pid {proc.pid} (log {log})")
+        return proc
 
     def stop_worker(self, worker: WorkerProcess) -> None:
         if worker.proc is not None and worker.proc.poll() is None:
