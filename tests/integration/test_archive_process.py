@@ -4,6 +4,7 @@ does not archive (``WABOT_ARCHIVE_ENABLED=false``), on a real Kafka and real dat
 - the worker alone answers and archives nothing (the archive group's lag grows);
 - the archive process fills the store with exactly the ids on the topics, sends a record
   that does not decode to the DLQ (agent ``archive``) and counts both on its /metrics;
+- it lowers its own CPU priority (nice 10), so the bot's turns come first;
 - SIGTERM stops it promptly with exit 0; what arrives while it is down is archived by the
   next one, and nothing is archived twice.
 """
@@ -113,6 +114,9 @@ async def test_archive_process_beside_a_worker_that_does_not_archive(
             assert [d["source_topic"] for d in letters if d["agent"] == "archive"] == [
                 conv.topics["delivery"]
             ]
+            # It runs below the bot's priority (--nice 10 by default).
+            stat = Path(f"/proc/{archive.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            assert int(stat[16]) == os.nice(0) + 10
             text = archive.metrics()
             prefix = metric_prefix(conv.app_id)
             archived = metric(text, f"{prefix}_records_total", agent="archive", direction="in")
