@@ -21,6 +21,9 @@ already share, an archive at the same priority takes the CPU in bursts (a batch 
 records decoded and written) and the replies' p99 latency at 50 messages a second went from
 74 ms (no archive) to 400 ms; at nice 10-15 it stays near 120 ms (``bench/README.md``).
 
+A broker that does not answer within ``WABOT_BROKER_START_TIMEOUT`` is one line on stderr
+and exit code 2.
+
 Ctrl-C or SIGTERM stops it between batches' awaits: a batch whose transaction committed but
 whose offsets did not is read again by the next archive and upserted to the same rows.
 """
@@ -32,10 +35,13 @@ import logging
 import logging.config
 import os
 import signal
+import sys
+import time
 from typing import Any, NoReturn
 
 import click
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from faust.cli import AppCommand, option
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -85,10 +91,7 @@ async def run_archive(settings: Settings, metrics_port: int | None = None) -> No
         archive_group(settings),
         archive_topics(settings),
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", request_timeout_ms=10_000
-    )
-    await producer.start()
+    producer = await _started_producer(settings)
     writer = StoreWriter(url)
     lag_task = asyncio.create_task(lag.run())
     try:
@@ -103,6 +106,31 @@ async def run_archive(settings: Settings, metrics_port: int | None = None) -> No
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
         await producer.stop()
+
+
+class BrokerUnreachable(Exception):
+    """The broker did not answer within WABOT_BROKER_START_TIMEOUT; the message is one line."""
+
+
+async def _started_producer(settings: Settings) -> AIOKafkaProducer:
+    """The dead letters' producer, once the broker answers (retried every second until
+    ``broker_start_timeout``; raises :class:`BrokerUnreachable` after)."""
+    deadline = time.monotonic() + settings.broker_start_timeout
+    while True:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, acks="all", request_timeout_ms=10_000
+        )
+        try:
+            await producer.start()
+            return producer
+        except KafkaConnectionError as exc:
+            await producer.stop()
+            if time.monotonic() >= deadline:
+                raise BrokerUnreachable(
+                    f"cannot reach the Kafka broker at {', '.join(settings.bootstrap_servers)} "
+                    f"(WABOT_BROKER_URL) within {settings.broker_start_timeout:g} s: {exc}"
+                ) from exc
+            await asyncio.sleep(1.0)
 
 
 def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) -> None:
@@ -126,12 +154,16 @@ def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) 
         except asyncio.CancelledError:
             log.info("archive: stopped")
 
-    if settings.event_loop == "uvloop":
-        import uvloop
+    try:
+        if settings.event_loop == "uvloop":
+            import uvloop
 
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+            uvloop.run(main())
+        else:
+            asyncio.run(main())
+    except BrokerUnreachable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
 
 
 def register_archive_command(app: Any, settings: Settings) -> None:

@@ -146,3 +146,27 @@ async def test_archive_process_beside_a_worker_that_does_not_archive(
             assert again.stop() == 0
         finally:
             again.kill()
+
+
+def test_archive_process_without_a_broker_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    env = {
+        **os.environ,
+        "WABOT_BROKER_URL": f"kafka://127.0.0.1:{port}",
+        "WABOT_BROKER_START_TIMEOUT": "2",
+        "WABOT_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [FAUST, "-A", "pipeline", "archive"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr.decode()[-2000:]
+    stderr = done.stderr.decode()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    wanted = f"cannot reach the Kafka broker at 127.0.0.1:{port} (WABOT_BROKER_URL) within 2 s"
+    assert len(errors) == 1 and wanted in errors[0], stderr[-2000:]
+    assert "Traceback" not in stderr
