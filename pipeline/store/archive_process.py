@@ -22,7 +22,9 @@ records decoded and written) and the replies' p99 latency at 50 messages a secon
 74 ms (no archive) to 400 ms; at nice 10-15 it stays near 120 ms (``bench/README.md``).
 
 A broker that does not answer within ``WABOT_BROKER_START_TIMEOUT`` is one line on stderr
-and exit code 2.
+and exit code 2; a store the archive cannot use (its schema newer than this code) is logged
+with its reason, then one line and exit code 1. A store that is down is waited for, as in
+the worker.
 
 Ctrl-C or SIGTERM stops it between batches' awaits: a batch whose transaction committed but
 whose offsets did not is read again by the next archive and upserted to the same rows.
@@ -102,10 +104,16 @@ async def run_archive(settings: Settings, metrics_port: int | None = None) -> No
             lambda topic, n: metrics.records(topic, "archive", "in").inc(n),
             shown(url),
         )()
+        # It returns only when the store cannot be used (logged above with the reason).
+        raise ArchiveStopped(f"the archive stopped: cannot archive into {shown(url)}")
     finally:
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
         await producer.stop()
+
+
+class ArchiveStopped(Exception):
+    """The archive ended on an error it cannot retry (a store newer than this code, say)."""
 
 
 class BrokerUnreachable(Exception):
@@ -164,6 +172,9 @@ def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) 
     except BrokerUnreachable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except ArchiveStopped as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 def register_archive_command(app: Any, settings: Settings) -> None:

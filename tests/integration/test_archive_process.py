@@ -15,9 +15,11 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,35 @@ def test_archive_process_without_a_broker_is_one_line_and_exit_2(tmp_path: Path)
     wanted = f"cannot reach the Kafka broker at 127.0.0.1:{port} (WABOT_BROKER_URL) within 2 s"
     assert len(errors) == 1 and wanted in errors[0], stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+def test_archive_process_on_a_store_newer_than_the_code_exits_1(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    """A store migrated by a newer version: the archive cannot write it, says why, exits 1
+    (the worker's archive stops alone and the bot goes on; a process of its own ends)."""
+    path = tmp_path / "newer.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        db.execute("INSERT INTO alembic_version VALUES ('f00dfeedbeef')")
+    env = {
+        **os.environ,
+        "WABOT_BROKER_URL": kafka_broker.url,
+        "WABOT_APP_ID": f"newer-{uuid.uuid4().hex[:8]}",
+        "WABOT_DATABASE_URL": f"sqlite+aiosqlite:///{path}",
+        "WABOT_DATA_DIR": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [FAUST, "-A", "pipeline", "archive"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: the archive stopped: cannot archive into sqlite+aiosqlite:///{path}"
+    ), stderr[-3000:]
+    assert "f00dfeedbeef" in stderr  # the logged reason names the revision it does not know
