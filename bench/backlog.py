@@ -28,6 +28,7 @@ from bench.common import (
     create_topics,
     emit,
     expected_per_chat,
+    is_correct,
     log_problems,
     machine,
     problems_lines,
@@ -178,15 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
     }
     emit("bench/backlog.py", lines, figures)
-    check = result["check"]
-    ok = (
-        result["complete"]
-        and result["duplicates"] == 0
-        and result["dead_letters"] == 0
-        and check["missing_turns"] == 0
-        and check["unexpected_turns"] == 0
-        and check["chats_out_of_order"] == 0
-        and check["replies_naming_another_chat"] == 0
+    ok = result["complete"] and is_correct(
+        result["check"], result["duplicates"], result["dead_letters"]
     )
     return 0 if ok else 1
 
