@@ -19,7 +19,7 @@ It lowers its own CPU priority (``--nice``, 10 by default: ``os.nice``): the arc
 by a batch, the bot's turns may not. On a machine whose cores the worker and the broker
 already share, an archive at the same priority takes the CPU in bursts (a batch of 500
 records decoded and written) and the replies' p99 latency at 50 messages a second went from
-74 ms (no archive) to 400 ms; at nice 10-15 it stays near 120 ms (``bench/README.md``).
+74 ms (no archive) to 400 ms; at nice 10 it was 75 ms (``bench/README.md``).
 
 A broker that does not answer within ``WABOT_BROKER_START_TIMEOUT`` is one line on stderr
 and exit code 2; a store the archive cannot use (its schema newer than this code) is logged
