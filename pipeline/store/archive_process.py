@@ -59,6 +59,16 @@ __all__ = ["DeadLetterProducer", "register_archive_command", "run_archive"]
 log = logging.getLogger(__name__)
 
 
+class ArchiveError(Exception):
+    """Why the archive process ends, in one line; ``exit_code`` is what the process returns:
+    2 when the broker did not answer within WABOT_BROKER_START_TIMEOUT, 1 when the archive
+    stopped on an error it cannot retry (a store newer than this code, say)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class DeadLetterProducer:
     """The dead-letter topic for a process without Faust: ``await send(key=, value=)`` with a
     ``schemas.DeadLetter`` returns once the broker has the record (raises aiokafka's errors,
@@ -105,24 +115,16 @@ async def run_archive(settings: Settings, metrics_port: int | None = None) -> No
             shown(url),
         )()
         # It returns only when the store cannot be used (logged above with the reason).
-        raise ArchiveStopped(f"the archive stopped: cannot archive into {shown(url)}")
+        raise ArchiveError(f"the archive stopped: cannot archive into {shown(url)}", 1)
     finally:
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
         await producer.stop()
 
 
-class ArchiveStopped(Exception):
-    """The archive ended on an error it cannot retry (a store newer than this code, say)."""
-
-
-class BrokerUnreachable(Exception):
-    """The broker did not answer within WABOT_BROKER_START_TIMEOUT; the message is one line."""
-
-
 async def _started_producer(settings: Settings) -> AIOKafkaProducer:
     """The dead letters' producer, once the broker answers (retried every second until
-    ``broker_start_timeout``; raises :class:`BrokerUnreachable` after)."""
+    ``broker_start_timeout``; raises :class:`ArchiveError` after)."""
     deadline = time.monotonic() + settings.broker_start_timeout
     while True:
         producer = AIOKafkaProducer(
@@ -134,16 +136,18 @@ async def _started_producer(settings: Settings) -> AIOKafkaProducer:
         except KafkaConnectionError as exc:
             await producer.stop()
             if time.monotonic() >= deadline:
-                raise BrokerUnreachable(
+                raise ArchiveError(
                     f"cannot reach the Kafka broker at {', '.join(settings.bootstrap_servers)} "
-                    f"(WABOT_BROKER_URL) within {settings.broker_start_timeout:g} s: {exc}"
+                    f"(WABOT_BROKER_URL) within {settings.broker_start_timeout:g} s: {exc}",
+                    2,
                 ) from exc
             await asyncio.sleep(1.0)
 
 
 def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) -> None:
-    """Run :func:`run_archive` on WABOT_EVENT_LOOP until Ctrl-C or SIGTERM (blocks), at
-    ``nice`` more than the niceness it was started with (``os.nice``; 0 leaves it)."""
+    """Run :func:`run_archive` until Ctrl-C or SIGTERM (blocks), at ``nice`` more than the
+    niceness it was started with (``os.nice``; 0 leaves it). The event loop is the one
+    ``pipeline.use_event_loop`` installed when the app was imported (WABOT_EVENT_LOOP)."""
     from pipeline.logs import logging_config
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
@@ -163,18 +167,10 @@ def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) 
             log.info("archive: stopped")
 
     try:
-        if settings.event_loop == "uvloop":
-            import uvloop
-
-            uvloop.run(main())
-        else:
-            asyncio.run(main())
-    except BrokerUnreachable as exc:
+        asyncio.run(main())
+    except ArchiveError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except ArchiveStopped as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(exc.exit_code)
 
 
 def register_archive_command(app: Any, settings: Settings) -> None:

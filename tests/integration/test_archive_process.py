@@ -80,6 +80,20 @@ class ArchiveProcess:
             self.proc.wait()
 
 
+def archive_until_exit(env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """``faust -A pipeline archive`` with ``env`` over this process's environment, run to its
+    end: its exit code and stderr."""
+    done = subprocess.run(
+        [FAUST, "-A", "pipeline", "archive"],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return done.returncode, done.stderr.decode()
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels``."""
     total = 0.0
@@ -152,22 +166,15 @@ async def test_archive_process_beside_a_worker_that_does_not_archive(
 
 def test_archive_process_without_a_broker_is_one_line_and_exit_2(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
-    env = {
-        **os.environ,
-        "WABOT_BROKER_URL": f"kafka://127.0.0.1:{port}",
-        "WABOT_BROKER_START_TIMEOUT": "2",
-        "WABOT_DATA_DIR": str(tmp_path / "data"),
-    }
-    done = subprocess.run(
-        [FAUST, "-A", "pipeline", "archive"],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
+    code, stderr = archive_until_exit(
+        {
+            "WABOT_BROKER_URL": f"kafka://127.0.0.1:{port}",
+            "WABOT_BROKER_START_TIMEOUT": "2",
+            "WABOT_DATA_DIR": str(tmp_path / "data"),
+        },
         timeout=60,
     )
-    assert done.returncode == 2, done.stderr.decode()[-2000:]
-    stderr = done.stderr.decode()
+    assert code == 2, stderr[-2000:]
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     wanted = f"cannot reach the Kafka broker at 127.0.0.1:{port} (WABOT_BROKER_URL) within 2 s"
     assert len(errors) == 1 and wanted in errors[0], stderr[-2000:]
@@ -183,23 +190,16 @@ def test_archive_process_on_a_store_newer_than_the_code_exits_1(
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
         db.execute("INSERT INTO alembic_version VALUES ('f00dfeedbeef')")
-    env = {
-        **os.environ,
-        "WABOT_BROKER_URL": kafka_broker.url,
-        "WABOT_APP_ID": f"newer-{uuid.uuid4().hex[:8]}",
-        "WABOT_DATABASE_URL": f"sqlite+aiosqlite:///{path}",
-        "WABOT_DATA_DIR": str(tmp_path / "data"),
-    }
-    done = subprocess.run(
-        [FAUST, "-A", "pipeline", "archive"],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
+    code, stderr = archive_until_exit(
+        {
+            "WABOT_BROKER_URL": kafka_broker.url,
+            "WABOT_APP_ID": f"newer-{uuid.uuid4().hex[:8]}",
+            "WABOT_DATABASE_URL": f"sqlite+aiosqlite:///{path}",
+            "WABOT_DATA_DIR": str(tmp_path / "data"),
+        },
         timeout=120,
     )
-    stderr = done.stderr.decode()
-    assert done.returncode == 1, stderr[-3000:]
+    assert code == 1, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == (
         f"error: the archive stopped: cannot archive into sqlite+aiosqlite:///{path}"
     ), stderr[-3000:]
