@@ -55,7 +55,7 @@ from pydantic import ValidationError
 
 from agents.context import traced
 from agents.dead_letters import dead_letter
-from agents.intake import Intake
+from agents.intake import Intake, Outstanding
 from agents.progress import ProgressBoard
 from schemas import ChatState, LLMCall, LLMResult, Turn
 from tables import ConversationWindow, TypedTable
@@ -223,10 +223,14 @@ class ChatScheduler:
         results: Any,
         progress: ProgressBoard,
         intake: Intake | None = None,
+        outstanding: Outstanding | None = None,
     ) -> None:
-        """``intake`` (optional) stops fetching chat.turns while too many turns are held."""
+        """``intake`` (optional) stops fetching chat.turns while too many turns are held;
+        ``outstanding`` (optional) is told each turn this worker is done with, so the guard
+        stops reading wa.inbound while too many of its turns wait (agents/intake.py)."""
         self.config = config
         self.intake = intake
+        self.outstanding = outstanding
         self.windows = windows
         self.chats = chats
         self.llm = llm
@@ -254,7 +258,14 @@ class ChatScheduler:
         self._epoch += 1
         if self.intake is not None:
             self.intake.reset()
+        if self.outstanding is not None:
+            self.outstanding.reset()
         self.progress.wake_all()
+
+    def turn_finished(self) -> None:
+        """One turn is done with: answered, abandoned, given up or dead-lettered."""
+        if self.outstanding is not None:
+            self.outstanding.finished()
 
     def _owned(self, queued: _Queued) -> bool:
         return self._epoch == queued.epoch
@@ -271,6 +282,7 @@ class ChatScheduler:
                 self.queued -= 1
                 if self.intake is not None:
                     self.intake.update(self.queued)
+                self.turn_finished()
         finally:
             del self._tasks[chat]
             if not queue:
@@ -374,6 +386,7 @@ def register(
             except (ValidationError, ValueError) as exc:
                 await dead_letter(dlq, event, "respond", f"invalid turn: {exc}", exc)
                 await stream.ack(event)
+                scheduler.turn_finished()
                 continue
 
             async def done(event: Any = event) -> None:

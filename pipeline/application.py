@@ -24,7 +24,7 @@ import agents.guard
 import agents.ping
 import agents.respond
 import tables
-from agents.intake import Intake
+from agents.intake import Intake, Outstanding
 from agents.progress import ProgressBoard
 from agents.pseudonyms import Pseudonymizer
 from pipeline.api.embedded import install_api
@@ -34,7 +34,7 @@ from pipeline.llm import LLMClient
 from pipeline.llm_standin import LLMStandin
 from pipeline.logs import logging_config
 from pipeline.metrics import guard_decision_counter, metric_prefix, setup_metrics
-from pipeline.pipeline_metrics import PipelineMetrics, StoreLagWatch, pipeline_metrics
+from pipeline.pipeline_metrics import MeteredTopic, PipelineMetrics, StoreLagWatch, pipeline_metrics
 from pipeline.settings import Settings
 from pipeline.topic_setup import TopicSpec, cluster_id, ensure_topics, is_tansu
 from pipeline.topics import Topics, declare_topics, raw_source
@@ -360,6 +360,7 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
         web_application_options={"middlewares": [bearer_middleware(settings)]},
         broker_commit_interval=settings.commit_interval_s,
         broker_max_poll_records=settings.consumer_max_poll_records,
+        stream_buffer_maxsize=settings.stream_buffer_maxsize,
         producer_linger=settings.producer_linger_ms / 1000,
         logging_config=logging_config(settings.log_level, settings.log_format),
         Worker=PipelineWorker,
@@ -411,6 +412,14 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
     for counts in (token_usage, sender_replies):
         app.task(_follower(counts, settings))
     progress = ProgressBoard()
+    guard_ahead = Outstanding(
+        Intake(
+            app,
+            settings.topic("inbound"),
+            settings.respond_max_queued,
+            held="turns made by the guard and not answered yet",
+        )
+    )
 
     agents.guard.register(
         app,
@@ -451,7 +460,9 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             sender_replies=sender_replies,
         ),
         topics=agents.guard.GuardTopics(
-            turns=out(t.turns, "guard"),
+            # Each turn counts until respond is done with it: the guard stops reading
+            # wa.inbound while too many wait (agents/intake.py).
+            turns=MeteredTopic(out(t.turns, "guard"), guard_ahead.made, None),
             ticks=out(t.guard_ticks, "guard"),
             outbound=out(t.outbound, "guard"),
             llm_calls=out(t.llm_calls, "guard"),
@@ -474,6 +485,7 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
         results=out(t.llm_results, "respond"),
         progress=progress,
         intake=Intake(app, settings.topic("turns"), settings.respond_max_queued),
+        outstanding=guard_ahead,
     )
     turns = raw_source(app, settings, settings.topic("turns"))
     agents.respond.register(app, source=turns, dlq=out(t.dlq, "respond"), scheduler=scheduler)

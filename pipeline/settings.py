@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         description="Most records one fetch hands the agents (aiokafka max_poll_records); "
         "with WABOT_RESPOND_MAX_QUEUED it bounds the turns a worker holds",
     )
+    stream_buffer_maxsize: int = Field(
+        4096,
+        ge=1,
+        description="Records waiting for each agent before Faust stops fetching its "
+        "partitions (Faust's stream_buffer_maxsize); on a backlog the guard runs this far "
+        "ahead of respond at most",
+    )
     producer_linger_ms: int = Field(
         0, ge=0, le=1000, description="How long the producer waits to fill a batch, ms"
     )
