@@ -4,6 +4,12 @@ For each InboundMessage on its input topic it calls the LLM (openai.AsyncOpenAI,
 client the pipeline uses), waits for the answer and produces a reply; then the next record.
 No context window, no guard, no tables: only the cost of "a Faust agent awaits the LLM".
 
+With ``BENCH_NAIVE_MODE=plumbing`` it is the **Faust floor** instead (bench/turn_cost.py):
+no LLM call, only the records a turn cannot do without, through Faust as the pipeline's
+agents handle records: for each inbound record (consumed), a ~3 KiB window put into a table
+(its changelog record), a ~400-byte reply and a ~600-byte llm.calls record produced (the
+latter to ``BENCH_NAIVE_CALLS``).
+
 Run by bench/slow_llm.py as ``faust -A bench.naive_app worker -l warn`` with PYTHONPATH at the repo
 root and these variables:
 
@@ -14,6 +20,8 @@ root and these variables:
     BENCH_NAIVE_OUT            output topic (JSON shaped like an OutboundMessage)
     BENCH_NAIVE_LLM_BASE_URL   OpenAI-compatible base URL
     BENCH_NAIVE_PARTITIONS     partitions of the topics (default 8)
+    BENCH_NAIVE_MODE           llm (default) or plumbing
+    BENCH_NAIVE_CALLS          plumbing: the llm.calls stand-in topic (default naive.calls)
 """
 
 from __future__ import annotations
@@ -70,8 +78,31 @@ outbound = app.topic(
 )
 
 
+calls = app.topic(
+    os.environ.get("BENCH_NAIVE_CALLS", "naive.calls"),
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=partitions,
+)
+windows = app.Table("naive-windows", default=None, partitions=partitions, key_type=bytes)
+PLUMBING = os.environ.get("BENCH_NAIVE_MODE", "llm") == "plumbing"
+# The window as the pipeline's windows table keeps it: one JSON string value.
+WINDOW, REPLY, CALL = "w" * 3000, b"r" * 400, b"c" * 600
+
+
+async def plumbing(stream: Any) -> None:
+    """The unavoidable records of a turn through Faust, one turn at a time (no LLM)."""
+    async for key, _value in stream.items():
+        windows[key] = WINDOW
+        await outbound.send(key=key, value=REPLY)
+        await calls.send(key=key, value=CALL)
+
+
 @app.agent(inbound, name="naive")
 async def naive(stream: Any) -> None:
+    if PLUMBING:
+        await plumbing(stream)
+        return
     client = openai.AsyncOpenAI(
         base_url=os.environ["BENCH_NAIVE_LLM_BASE_URL"], api_key="not-needed", max_retries=0
     )

@@ -48,12 +48,14 @@ from bench.turn_cost import (
     Sampler,
     cpu_shares,
     event_loop,
+    faust_plumbing,
     floor,
-    floor_line,
+    floor_lines,
     record_counts,
     record_lines,
     share_lines,
 )
+from tests.workers import WorkerProcess
 
 
 async def measure_pipeline(
@@ -110,6 +112,33 @@ async def measure_naive(bench: Bench, args: argparse.Namespace, run: str) -> dic
         "duplicates": collector.duplicates,
         "check": check_replies(collector.replies, expected),
     }
+
+
+def start_naive(
+    bench: Bench, run: str, base_url: str, partitions: int, mode: str = "llm"
+) -> WorkerProcess:
+    """bench/naive_app.py as a Faust worker on topics ``b<run>.naive.*`` (created here);
+    ``mode``: ``llm`` (the baseline) or ``plumbing`` (the Faust floor)."""
+    topics = [f"b{run}.naive.{name}" for name in ("in", "out", "calls")]
+    asyncio.run(create_topics(bench.bootstrap, topics, partitions))
+    faust = REPO / ".venv" / "bin" / "faust"
+    argv = [str(faust) if faust.exists() else "faust", "-A", "bench.naive_app", "worker"]
+    return bench.start_worker(
+        {
+            "PYTHONPATH": str(REPO),
+            "WABOT_BROKER_URL": f"kafka://{bench.bootstrap}",
+            "BENCH_NAIVE_APP_ID": f"bench-naive-{run}",
+            "BENCH_NAIVE_IN": topics[0],
+            "BENCH_NAIVE_OUT": topics[1],
+            "BENCH_NAIVE_CALLS": topics[2],
+            "BENCH_NAIVE_MODE": mode,
+            "BENCH_NAIVE_LLM_BASE_URL": base_url,
+            "BENCH_NAIVE_PARTITIONS": str(partitions),
+            "BENCH_NAIVE_DATA_DIR": str(bench.workdir / f"naive-{mode}-data"),
+        },
+        label=f"naive-{mode}",
+        argv=[*argv, "-l", "warn"],
+    )
 
 
 def worker_ms(cpu: dict[str, Any], workers: int) -> float | None:
@@ -218,37 +247,19 @@ def main(argv: list[str] | None = None) -> int:
             else {}
         )
 
+        if pipeline["floor"]:
+            # The same records through Faust, one agent, no LLM: what Faust itself costs.
+            run = bench.run + "p"
+            plumbing = start_naive(bench, run, base_url, args.partitions, "plumbing")
+            pipeline["floor"]["faust"] = asyncio.run(
+                faust_plumbing(bench.bootstrap, run, plumbing, args.floor_calls)
+            )
+            bench.stop_worker(plumbing)
+
         naive: dict[str, Any] = {}
         if args.naive_turns > 0:
             run = bench.run + "n"
-            asyncio.run(
-                create_topics(
-                    bench.bootstrap, [f"b{run}.naive.in", f"b{run}.naive.out"], args.partitions
-                )
-            )
-            naive_worker = bench.start_worker(
-                {
-                    "PYTHONPATH": str(REPO),
-                    "WABOT_BROKER_URL": f"kafka://{bench.bootstrap}",
-                    "BENCH_NAIVE_APP_ID": f"bench-naive-{run}",
-                    "BENCH_NAIVE_IN": f"b{run}.naive.in",
-                    "BENCH_NAIVE_OUT": f"b{run}.naive.out",
-                    "BENCH_NAIVE_LLM_BASE_URL": base_url,
-                    "BENCH_NAIVE_PARTITIONS": str(args.partitions),
-                    "BENCH_NAIVE_DATA_DIR": str(bench.workdir / "naive-data"),
-                },
-                label="naive",
-                argv=[
-                    str(REPO / ".venv" / "bin" / "faust")
-                    if (REPO / ".venv" / "bin" / "faust").exists()
-                    else "faust",
-                    "-A",
-                    "bench.naive_app",
-                    "worker",
-                    "-l",
-                    "warn",
-                ],
-            )
+            naive_worker = start_naive(bench, run, base_url, args.partitions)
             naive = asyncio.run(measure_naive(bench, args, run))
             naive["worker_log"] = log_problems(naive_worker.log)
             bench.stop_worker(naive_worker)
@@ -279,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         *correctness_lines(pipeline["check"], pipeline["duplicates"], pipeline["dead_letters"]),
         cpu_line(pipeline["cpu"]),
         *(
-            [floor_line(pipeline["floor"], worker_ms(pipeline["cpu"], args.workers))]
+            floor_lines(pipeline["floor"], worker_ms(pipeline["cpu"], args.workers))
             if pipeline["floor"]
             else []
         ),

@@ -36,7 +36,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.common import chat_id, create_topics, produce_all, round_robin_turns, say
+from bench.common import (
+    chat_id,
+    cpu_seconds,
+    create_topics,
+    produce_all,
+    round_robin_turns,
+    say,
+    topic_size,
+)
 from pipeline.llm import LLMClient
 from pipeline.settings import Settings
 
@@ -308,6 +316,37 @@ async def kafka_floor(bootstrap: str, run: str, turns: int, partitions: int) -> 
     }
 
 
+async def faust_plumbing(bootstrap: str, run: str, worker: Any, turns: int) -> dict[str, Any]:
+    """CPU of the Faust worker ``worker`` (bench/naive_app.py in ``plumbing`` mode on topics
+    ``b<run>.naive.*``) per turn for the unavoidable records, one turn at a time as a Faust
+    agent takes them: ``turns`` inbound records consumed, each giving a table put (its
+    changelog record), a reply and an llm.calls record. 500 turns first warm it up."""
+    source, outputs = f"b{run}.naive.in", (f"b{run}.naive.out", f"b{run}.naive.calls")
+
+    async def through(count: int, timeout: float = 300) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sizes = [await topic_size(bootstrap, topic) for topic in outputs]
+            if min(sizes) >= count:
+                return True
+            await asyncio.sleep(0.25)
+        return False
+
+    pid = worker.proc.pid
+    await produce_all(bootstrap, source, round_robin_turns(run + "w", 1000, 500))
+    await through(500)
+    say(f"floor: {turns} turns' unavoidable records through one Faust agent")
+    cpu = cpu_seconds(pid)
+    await produce_all(bootstrap, source, round_robin_turns(run, 1000, turns))
+    complete = await through(500 + turns)
+    used = cpu_seconds(pid) - cpu
+    return {
+        "turns": turns,
+        "cpu_ms_per_turn": round(used * 1000 / turns, 3),
+        "complete": complete,
+    }
+
+
 def floor(
     bootstrap: str,
     base_url: str,
@@ -332,12 +371,24 @@ def floor(
     }
 
 
-def floor_line(result: dict[str, Any], worker_ms: float | None) -> str:
+def floor_lines(result: dict[str, Any], worker_ms: float | None) -> list[str]:
+    """The floor, and the Faust floor when measured, against the worker's CPU a turn."""
     ms = result["cpu_ms_per_turn"]
+    client = result["llm_client"]["cpu_ms_per_call"]
     ratio = f"; the worker's {worker_ms} ms is {worker_ms / ms:.2f}x the floor" if worker_ms else ""
-    return (
+    lines = [
         f"  floor ({result['event_loop']}): {ms} ms CPU a turn = LLM client "
-        f"{result['llm_client']['cpu_ms_per_call']} ms a call + plain aiokafka "
+        f"{client} ms a call + plain aiokafka "
         f"{result['kafka']['cpu_ms_per_turn']} ms for the {len(UNAVOIDABLE)} unavoidable "
         f"records (inbound consumed; reply, llm.calls, window changelog produced){ratio}"
-    )
+    ]
+    faust = result.get("faust")
+    if faust:
+        total = round(client + faust["cpu_ms_per_turn"], 3)
+        lines.append(
+            f"  Faust floor: {total} ms CPU a turn = LLM client {client} ms + the same records "
+            f"through one Faust agent {faust['cpu_ms_per_turn']} ms "
+            f"({'complete' if faust['complete'] else 'INCOMPLETE'}); {total / ms:.2f}x the floor"
+            + (f"; the worker is {worker_ms / total:.2f}x it" if worker_ms else "")
+        )
+    return lines
