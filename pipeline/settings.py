@@ -80,8 +80,7 @@ class Settings(BaseSettings):
         4096,
         ge=1,
         description="Records waiting for each agent before Faust stops fetching its "
-        "partitions (Faust's stream_buffer_maxsize); on a backlog the guard runs this far "
-        "ahead of respond at most",
+        "partitions (Faust's stream_buffer_maxsize)",
     )
     producer_linger_ms: int = Field(
         0, ge=0, le=1000, description="How long the producer waits to fill a batch, ms"
@@ -225,8 +224,9 @@ class Settings(BaseSettings):
     respond_max_queued: int = Field(
         4000,
         ge=2,
-        description="Turns a worker holds in memory before it stops fetching chat.turns "
-        "(it fetches again at half); bounds memory under a backlog",
+        description="Turns a worker holds in memory before it stops fetching chat.turns, "
+        "and turns its guard makes ahead of the replies before it stops reading wa.inbound "
+        "(both go on at half); bounds memory and keeps replies coming under a backlog",
     )
     llm_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
