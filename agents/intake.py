@@ -67,6 +67,8 @@ class Intake:
         self.pauses = 0
         #: The most records held at once.
         self.peak = 0
+        self._assigned: list[Any] | None = None
+        self._generation: Any = None
 
     def update(self, held: int) -> None:
         """``held`` records wait now: pause at ``high`` (again on each call while over it,
@@ -99,13 +101,23 @@ class Intake:
     def reset(self) -> None:
         """A rebalance starts: Faust rebuilds its fetch set from the new assignment."""
         self.paused = False
+        self._assigned = None
 
     def _each_partition(self, method: str) -> None:
-        consumer = self.app.consumer
-        call = getattr(consumer, method)
-        for tp in consumer.assignment():
-            if tp.topic == self.topic:
-                call(tp)
+        call = getattr(self.app.consumer, method)
+        for tp in self._partitions():
+            call(tp)
+
+    def _partitions(self) -> list[Any]:
+        """``topic``'s assigned partitions, looked up again after each rebalance: Faust's
+        ``consumer.assignment()`` builds a TP for every assigned partition, changelogs
+        included (~0.2 ms for 200), and :meth:`update` runs for every record held."""
+        generation = getattr(self.app, "consumer_generation_id", None)
+        if self._assigned is None or generation != self._generation:
+            assigned = self.app.consumer.assignment()
+            self._assigned = [tp for tp in assigned if tp.topic == self.topic]
+            self._generation = generation
+        return self._assigned
 
 
 class Outstanding:
