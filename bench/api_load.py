@@ -42,18 +42,16 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.archive import KINDS, archive_into, backlog, produce
 from bench.common import (
-    REPO,
+    FAUST,
     Bench,
     Collector,
     CpuMeter,
@@ -67,6 +65,7 @@ from bench.common import (
     problems_lines,
     run_main,
     say,
+    spawn,
     wait_http_ok,
 )
 from pipeline.broker import free_port
@@ -241,16 +240,7 @@ def plans(
 def start_api(bench: Bench, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """``faust -A pipeline api`` in its own process; returns once /readyz says 200."""
     log = bench.workdir / "api.log"
-    faust = str(Path(sys.executable).with_name("faust"))
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [faust, "-A", "pipeline", "api"],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn([FAUST, "-A", "pipeline", "api"], env, log)
     bench.standins.append(proc)  # stopped by its PID when the run ends
     say(f"API pid {proc.pid} starting on 127.0.0.1:{port} (log {log})")
     started = time.monotonic()

@@ -42,6 +42,8 @@ from schemas import InboundMessage
 from tests.workers import WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
+#: The ``faust`` command of this interpreter's environment.
+FAUST = str(Path(sys.executable).with_name("faust"))
 ACCOUNT = "10000@c.us"
 
 
@@ -317,9 +319,8 @@ class Bench:
         """A worker process; returns once its /health says ready."""
         log = self.workdir / f"{label}-{len(self.workers) + 1}.log"
         if argv is None and self.args.profile_worker is not None:
-            faust = str(Path(sys.executable).with_name("faust"))
             profile = str(self.args.profile_worker.resolve())
-            argv = [sys.executable, "-m", "cProfile", "-o", profile, faust, "-A", "pipeline"]
+            argv = [sys.executable, "-m", "cProfile", "-o", profile, FAUST, "-A", "pipeline"]
             argv.append("worker")
             say(f"profiling the worker into {profile}")
         worker = BenchWorker(env, log, cwd=REPO, argv=argv)
@@ -349,16 +350,7 @@ class Bench:
     def start_archive(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """``faust -A pipeline archive`` with the workers' settings (``--archive process``)."""
         log = self.workdir / f"archive-{len(self.archives) + 1}.log"
-        faust = str(Path(sys.executable).with_name("faust"))
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [faust, "-A", "pipeline", "archive"],
-                cwd=REPO,
-                env={**os.environ, **env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = spawn([FAUST, "-A", "pipeline", "archive"], env, log)
         self.archives.append(proc)
         say(f"archive process pid {proc.pid} (log {log})")
         return proc
@@ -395,6 +387,20 @@ class BenchWorker(WorkerProcess):
                 stderr=subprocess.STDOUT,
             )
         return self
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``argv`` in a process of its own, from the repository root, with ``env`` over this
+    process's environment and its output appended to ``log``; the caller stops it."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

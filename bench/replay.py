@@ -20,12 +20,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    FAUST,
     REPO,
     Bench,
     Collector,
@@ -68,11 +68,10 @@ async def live(bench: Bench, args: argparse.Namespace, meter: CpuMeter) -> dict[
 
 def replay(bench: Bench, env: dict[str, str]) -> dict[str, Any]:
     runs = Path(env["WABOT_DATA_DIR"]) / "replays"
-    faust = str(Path(sys.executable).with_name("faust"))
     say("(b) replay: faust -A pipeline replay --since -6h")
     started = time.monotonic()
     proc = subprocess.run(
-        [faust, "-A", "pipeline", "replay", "--since", "-6h", "--stall-timeout", "120"],
+        [FAUST, "-A", "pipeline", "replay", "--since", "-6h", "--stall-timeout", "120"],
         cwd=REPO,
         # INFO: the replay worker's "worker ready in" line is read below.
         env={**os.environ, **env, "WABOT_LOG_LEVEL": "INFO"},

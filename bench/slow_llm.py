@@ -20,6 +20,7 @@ import asyncio
 from typing import Any
 
 from bench.common import (
+    FAUST,
     REPO,
     Bench,
     Collector,
@@ -121,8 +122,6 @@ def start_naive(
     ``mode``: ``llm`` (the baseline) or ``plumbing`` (the Faust floor)."""
     topics = [f"b{run}.naive.{name}" for name in ("in", "out", "calls")]
     asyncio.run(create_topics(bench.bootstrap, topics, partitions))
-    faust = REPO / ".venv" / "bin" / "faust"
-    argv = [str(faust) if faust.exists() else "faust", "-A", "bench.naive_app", "worker"]
     return bench.start_worker(
         {
             "PYTHONPATH": str(REPO),
@@ -137,7 +136,7 @@ def start_naive(
             "BENCH_NAIVE_DATA_DIR": str(bench.workdir / f"naive-{mode}-data"),
         },
         label=f"naive-{mode}",
-        argv=[*argv, "-l", "warn"],
+        argv=[FAUST, "-A", "bench.naive_app", "worker", "-l", "warn"],
     )
 
 
