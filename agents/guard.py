@@ -71,6 +71,7 @@ from pydantic import ValidationError
 
 from agents.context import traced
 from agents.dead_letters import dead_letter
+from agents.text_limits import fit_messages
 from schemas import (
     ChatControl,
     ChatState,
@@ -167,6 +168,9 @@ class GuardConfig:
     #: Sent at most once per chat and UTC day (of the message's time) for an unreadable message.
     unreadable_notice: str = "I can only read text messages."
     unreadable_notice_enabled: bool = True
+    #: A turn's text at most this long, code points (WABOT_LLM_MAX_MESSAGE_CHARS); each
+    #: message is cut on its own, the last one kept first (:func:`agents.text_limits.fit_messages`).
+    max_turn_chars: int = 4000
     #: A replay: bursts close by message time and flush ticks only, never by the clock.
     replay: bool = False
 
@@ -427,7 +431,9 @@ class Guard:
             await self._skip(messages, blocked, at)
             self.tables.state.put(chat, state)
             return
-        text = "\n".join(self._strip_prefix(m) for m in messages)
+        text, cut = fit_messages(
+            [self._strip_prefix(m) for m in messages], self.config.max_turn_chars
+        )
         turn = Turn(
             turn_id=turn_id_for(first),
             chat_id=chat,
@@ -436,6 +442,7 @@ class Guard:
             seq=state.next_seq,
             message_ids=[m.message_id for m in messages],
             text=text,
+            cut_chars=cut,
             is_group=first.is_group,
             quoted_message_id=last.quoted_message_id,
             first_received_at=first.received_at,
@@ -450,6 +457,15 @@ class Guard:
         self.tables.state.put(chat, state)
         self._count_reply(first, at)
         log.info("turn %s seq=%d from %d message(s)", turn.turn_id, turn.seq, len(messages))
+        if cut:
+            log.warning(
+                "turn %s: %d characters cut from its %d message(s) to fit "
+                "WABOT_LLM_MAX_MESSAGE_CHARS=%d (the last message kept first)",
+                turn.turn_id,
+                cut,
+                len(messages),
+                self.config.max_turn_chars,
+            )
 
     def _strip_prefix(self, message: InboundMessage) -> str:
         body = message.body.strip()

@@ -81,6 +81,7 @@ class Completer(Protocol):
         chat_id: str,
         trace_id: str,
         model: str | None = None,
+        cut_before: int = 0,
     ) -> CompletionLike: ...
 
 
@@ -335,6 +336,7 @@ class ChatScheduler:
                 chat_id=chat,
                 trace_id=turn.trace_id,
                 model=account.model if account is not None else None,
+                cut_before=turn.cut_chars,
             )
         result = LLMResult(
             turn=turn,

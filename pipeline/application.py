@@ -297,11 +297,17 @@ class LLMProxy:
         chat_id: str,
         trace_id: str,
         model: str | None = None,
+        cut_before: int = 0,
     ) -> Any:
         if self.client is None:
             raise RuntimeError("the LLM client is not started yet")
         completion = await self.client.complete(
-            messages, turn_id=turn_id, chat_id=chat_id, trace_id=trace_id, model=model
+            messages,
+            turn_id=turn_id,
+            chat_id=chat_id,
+            trace_id=trace_id,
+            model=model,
+            cut_before=cut_before,
         )
         if self.metrics is not None:
             self.metrics.llm_calls(completion.calls)
@@ -450,6 +456,7 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
             limit_notice=settings.limit_notice,
             unreadable_notice=settings.unreadable_notice,
             unreadable_notice_enabled=settings.unreadable_notice_enabled,
+            max_turn_chars=settings.llm_max_message_chars,
             replay=settings.replay_mode,
         ),
         tables=agents.guard.GuardTables(

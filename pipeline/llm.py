@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import openai
-import regex
 
+from agents.text_limits import cut_text
 from schemas import LLMCall
 
 log = logging.getLogger(__name__)
@@ -218,24 +218,6 @@ def entries_to_drop(
     return min(drop, len(history))
 
 
-_CLUSTER = regex.compile(r"\X")
-
-
-def cut_text(text: str, limit: int) -> tuple[str, int]:
-    """``text`` within ``limit`` code points, cut at a grapheme-cluster boundary with a marker
-    saying how many characters were cut; and that number (0 when nothing was cut)."""
-    if len(text) <= limit:
-        return text, 0
-    keep = max(limit - 48, 0)
-    end = 0
-    for match in _CLUSTER.finditer(text, 0, keep + 1):
-        if match.end() > keep:
-            break
-        end = match.end()
-    cut = len(text) - end
-    return f"{text[:end]}\n[... {cut} more characters not shown]", cut
-
-
 def _is_refused(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -332,19 +314,22 @@ class LLMClient:
         chat_id: str,
         trace_id: str,
         model: str | None = None,
+        cut_before: int = 0,
     ) -> Completion:
         """The reply to ``messages`` (system prompt first, the current turn last, the window
         between, oldest first), or the fallback reply when no endpoint gives one. ``model``
         overrides the configured model for this call (an account's profile); every endpoint
-        is asked for it."""
+        is asked for it. ``cut_before``: characters already cut from the turn before it came
+        here (``Turn.cut_chars``), added to each call's ``cut_chars``."""
         model = model or self.model
-        prompt, cut = self._cut(messages)
-        if cut:
+        prompt, cut_here = self._cut(messages)
+        cut = cut_here + cut_before
+        if cut_here:
             log.warning(
                 "turn %s: %d characters cut from over-long messages before the LLM call "
                 "(WABOT_LLM_MAX_MESSAGE_CHARS=%d)",
                 turn_id,
-                cut,
+                cut_here,
                 self.max_message_chars,
             )
         head_len = 0

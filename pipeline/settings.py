@@ -188,8 +188,9 @@ class Settings(BaseSettings):
     llm_max_message_chars: int = Field(
         4000,
         ge=100,
-        description="Longer messages (the turn, window entries) are cut before the LLM call; "
-        "the cut is logged and recorded on llm.calls",
+        description="A turn longer than this is cut, each of its messages on its own and "
+        "the last one kept first; longer window entries are cut too; the cut is logged and "
+        "recorded on chat.turns and llm.calls",
     )
     llm_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature")
     llm_retries: int = Field(

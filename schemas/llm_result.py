@@ -18,9 +18,10 @@ __all__ = ["LLMResult"]
 
 
 class LLMResult(Record):
-    """v2: its ``calls`` are LLMCall v2 (``cut_chars``, ``dropped_entries``)."""
+    """v2: its ``calls`` are LLMCall v2 (``cut_chars``, ``dropped_entries``); v3: its
+    ``turn`` is a Turn v2 (``cut_chars``)."""
 
-    schema_version: int = Field(2, ge=1)
+    schema_version: int = Field(3, ge=1)
     turn: Turn
     reply: str = Field(min_length=1)
     parts: list[str] = Field(min_length=1, description="the reply split for WhatsApp")

@@ -18,7 +18,12 @@ class Turn(Record):
 
     ``turn_id`` is deterministic (derived by the guard from the first message's dedupe key), so
     a replayed or redelivered turn has the same id and the same outbound ids downstream.
+
+    v2 adds ``cut_chars``: characters the guard cut from the turn's messages to keep the turn
+    within WABOT_LLM_MAX_MESSAGE_CHARS (each message cut on its own, the last kept first).
     """
+
+    schema_version: int = Field(2, ge=1)
 
     turn_id: str = Field(min_length=1)
     chat_id: ChatId
@@ -29,6 +34,9 @@ class Turn(Record):
         min_length=1, description="inner id.id of each message, in order"
     )
     text: str = Field(description='the coalesced bodies joined by "\\n"')
+    cut_chars: int = Field(
+        0, ge=0, description="characters cut from the bodies so the turn fits the LLM's limit"
+    )
     is_group: bool
     quoted_message_id: str | None = None
     first_received_at: UtcDatetime

@@ -340,3 +340,18 @@ def test_a_skipped_burst_gets_a_decision_per_message_and_keeps_its_llm_call(
     assert len([n for n in h.outbound() if n.kind == "notice"]) == notices
     assert decided[0].notice_outbound_id == (h.outbound()[0].outbound_id if notices else None)
     assert h.counted(reason) == 2
+
+
+def test_a_long_burst_keeps_its_last_message_and_records_the_cut() -> None:
+    h = Harness(burst_quiet_s=2.0, max_turn_chars=1000)
+    paste = "pasted log line\n" * 10_000
+    h.feed(msg(paste, 0), msg("still there?", 1))
+    h.flush()
+    [turn] = h.turns()
+    assert turn.text.endswith("\nstill there?")
+    assert turn.text.startswith("pasted log line")
+    assert len(turn.text) <= 1000
+    kept = turn.text.split("\n[... ")[0]
+    assert paste.startswith(kept)
+    assert turn.cut_chars == len(paste.strip()) - len(kept)
+    assert f"[... {turn.cut_chars} more characters not shown]" in turn.text
