@@ -49,11 +49,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+#: Libraries whose lines below these levels carry what they handle (record values, SQL
+#: parameters, request bodies, paths with query strings): they stay at this level whatever
+#: WABOT_LOG_LEVEL says, so a DEBUG log holds no message text. aiokafka's producer and
+#: Faust's topics log each record's key and value at DEBUG; aiosqlite logs every call with
+#: its SQL parameters and every result at DEBUG; SQLAlchemy logs statements at INFO and
+#: parameters and rows at DEBUG; openai, httpx and httpcore log request bodies at DEBUG;
+#: uvicorn's access log has paths with their query strings at INFO.
+QUIET_LIBRARIES: dict[str, str] = {
+    "aiokafka": "INFO",
+    "faust.topics": "INFO",
+    "aiosqlite": "INFO",
+    "sqlalchemy": "WARNING",
+    "openai": "INFO",
+    "httpx": "INFO",
+    "httpcore": "INFO",
+    "uvicorn.access": "WARNING",
+}
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _at_least(level: str, floor: str) -> str:
+    return level if _LEVELS.index(level) >= _LEVELS.index(floor) else floor
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(trace_id)s] %(name)s: %(message)s"
 
 
 def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
-    """A dictConfig for the worker: one stderr handler, text or JSON."""
+    """A dictConfig for the worker: one stderr handler, text or JSON; the libraries of
+    :data:`QUIET_LIBRARIES` never below their level. ``level`` is one of DEBUG, INFO,
+    WARNING, ERROR (WABOT_LOG_LEVEL)."""
     formatter: dict[str, Any]
     formatter = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
     return {
@@ -71,6 +98,9 @@ def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
         },
         # Faust's CLI sets the root level from its own -l flag (default WARN); levels
         # on our loggers and Faust's make WABOT_LOG_LEVEL win regardless.
-        "loggers": {name: {"level": level} for name in ("pipeline", "agents", "faust", "mode")},
+        "loggers": {
+            **{name: {"level": level} for name in ("pipeline", "agents", "faust", "mode")},
+            **{name: {"level": _at_least(level, floor)} for name, floor in QUIET_LIBRARIES.items()},
+        },
         "root": {"level": level, "handlers": ["main"]},
     }

@@ -393,7 +393,12 @@ class Settings(BaseSettings):
     )
 
     # --- logging ---------------------------------------------------------------
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="Log level of the project and Faust; libraries that log payloads (record "
+        "values, SQL parameters, request bodies) stay at INFO or above, so no level logs a "
+        "message text",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="text: readable lines; json: one JSON object a line"
     )

@@ -72,8 +72,12 @@ def create_engine(url: URL | str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url``. SQLite gets its folder created, WAL (readers do not block
     the archive's writes) and a busy timeout of :data:`SQLITE_BUSY_TIMEOUT_MS`; PostgreSQL
     connections are checked before use, so a restarted server costs one failed batch, not a
-    pool of dead connections."""
+    pool of dead connections.
+
+    ``hide_parameters``: statements' parameters (message texts, search words) appear neither
+    in SQLAlchemy's log lines nor in the text of its errors, which the store's callers log."""
     url = make_url(url)
+    kwargs.setdefault("hide_parameters", True)
     if url.drivername.startswith("sqlite"):
         if url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
