@@ -3,7 +3,7 @@
 One stack per id mode of the look-alike: the look-alike server (this process), a pipeline worker
 and a gateway process (``faust -A pipeline.gateway worker``), each real. ``kept``: WhatsApp keeps
 the message id the gateway asks for; ``own``: it assigns its own, and the echo of a send comes
-before the send returns (issue 10). The gateway never commits offsets here
+before the send returns. The gateway never commits offsets here
 (``WABOT_COMMIT_INTERVAL_S`` of an hour), so every gateway restart replays every reply it has
 handled; that no reply ever shows up twice on the page is the sent table and the chat check at
 work. Tests run in file order, all of them in one mode, then in the other: the QR login comes
@@ -401,7 +401,7 @@ def lids(stack: Stack) -> tuple[str, str]:
 
 
 async def test_one_message_under_phone_and_lid_ids_gets_one_reply(stack: Stack) -> None:
-    """Issue 10 item 3, reproduced: the same message id under @c.us and @lid got two replies."""
+    """Reproduced: the same message id under @c.us and @lid got two replies."""
     only(stack, "own")
     _, alice_lid = lids(stack)
     before = len(stack.bot_messages(ALICE))
@@ -421,7 +421,7 @@ async def test_one_message_under_phone_and_lid_ids_gets_one_reply(stack: Stack) 
 
 
 async def test_a_group_mention_of_the_bots_lid_gets_a_reply(stack: Stack) -> None:
-    """Issue 10 item 3, reproduced: a mention of the bot by its LID got no reply."""
+    """Reproduced: a mention of the bot by its LID got no reply."""
     only(stack, "own")
     me_lid, alice_lid = lids(stack)
     before = len(stack.bot_messages(GROUP))
@@ -436,7 +436,7 @@ async def test_a_group_mention_of_the_bots_lid_gets_a_reply(stack: Stack) -> Non
 
 
 async def test_a_group_reply_quoting_the_bot_gets_a_reply(stack: Stack) -> None:
-    """Issue 10 item 3: a reply that quotes one of the bot's messages speaks to the bot."""
+    """A reply that quotes one of the bot's messages speaks to the bot."""
     only(stack, "own")
     before = len(stack.bot_messages(GROUP))
     stack.post("message", {"chat": GROUP, "author": ALICE, "body": "!bot are you open today?"})
@@ -458,7 +458,7 @@ async def test_a_group_reply_quoting_the_bot_gets_a_reply(stack: Stack) -> None:
 
 
 async def test_edits_deletes_and_reactions_reach_inbound(stack: Stack, chromium: Browser) -> None:
-    """Issue 10 item 6: the phone edits, deletes for everyone and reacts; each is a record
+    """The phone edits, deletes for everyone and reacts; each is a record
     on wa.inbound with its event, the original message as target and an id of its own."""
     only(stack, "own")
     chat = "4916000000077@c.us"

@@ -1,6 +1,6 @@
 """A clean stop of a worker running the gateway (``make dev``'s Ctrl-C) logs no error.
 
-Reproduces issue 10, item 8: SIGINT to a worker with ``WABOT_GATEWAY_IN_WORKER`` and the
+Reproduced: SIGINT to a worker with ``WABOT_GATEWAY_IN_WORKER`` and the
 built-in look-alike logged ``could not write state to wa.events ... Producer service not yet
 started`` at ERROR with a 25-line traceback.
 """

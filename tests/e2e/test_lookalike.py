@@ -479,7 +479,7 @@ async def test_own_ids_mode_ignores_message_id_and_echoes_first(
     browser: BrowserContext, control: Control
 ) -> None:
     """``keep_message_ids: false``: the page assigns its own id; the echo comes before the
-    send returns (issue 10, item 1)."""
+    send returns."""
     page = await open_bot(browser, control.base_url)
     await login(page, control)
     asked = f"true_{ALICE}_3EB0AAAABBBBCCCCDDDD"

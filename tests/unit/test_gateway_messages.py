@@ -145,7 +145,7 @@ def test_qr_for_terminal_and_png() -> None:
     assert png_qr(code).startswith(b"\x89PNG\r\n\x1a\n")
 
 
-# --- issue 10: own sends whatever id WhatsApp keeps --------------------------------------
+# --- own sends whatever id WhatsApp keeps --------------------------------------
 
 
 def _ref(outbound: str = "turn-1-0") -> SentRef:
@@ -159,7 +159,7 @@ def test_inner_id_of_serialized_keys() -> None:
 
 
 def test_a_send_is_ours_by_requested_returned_and_echo_id() -> None:
-    """Issue 10 item 1: WhatsApp assigns its own id; the echo comes before the call returns."""
+    """WhatsApp assigns its own id; the echo comes before the call returns."""
     own = OwnSends()
     flight = own.begin(ALICE, "Hello Alice", _ref(), "3EB0REQUESTED")
     assert own.get("3EB0REQUESTED") is not None  # kept id: recognised as before
@@ -204,7 +204,7 @@ def test_duplicate_check_finds_the_requested_id() -> None:
 
 
 def test_duplicate_check_finds_our_text_when_the_id_was_not_kept() -> None:
-    """Issue 10 item 1: after a crash between send and record, the resend finds the text."""
+    """After a crash between send and record, the resend finds the text."""
     created = 1_790_000_000.4
     recent = [
         {"id": "3EB0OLD", "body": "Yes, we open at 9.", "t": 1_789_999_000},  # long before
@@ -225,7 +225,7 @@ def test_duplicate_check_finds_our_text_when_the_id_was_not_kept() -> None:
     )
 
 
-# --- issue 10: LIDs -----------------------------------------------------------------------
+# --- LIDs -----------------------------------------------------------------------------
 
 ALICE_LID = "140000000000001@lid"
 ME_LID = "190000000000001@lid"
@@ -243,7 +243,7 @@ def test_lids_in_names_every_lid_of_a_message() -> None:
 
 
 def test_same_message_under_phone_and_lid_is_one_chat() -> None:
-    """Issue 10 item 3: the same id under @c.us and @lid must have one dedupe key."""
+    """The same id under @c.us and @lid must have one dedupe key."""
     lids = {ALICE_LID: ALICE}
     by_phone = inbound_from_page(page_message(), account_id=ME, sent_by_bot=False, lid_map=lids)
     by_lid = inbound_from_page(
@@ -286,7 +286,7 @@ def test_lid_map_reads_table_and_recent_pairs() -> None:
     assert "x@lid" not in lids and 3 not in lids
 
 
-# --- issue 10: edits, deletes, reactions --------------------------------------------------
+# --- edits, deletes, reactions --------------------------------------------------
 
 
 def test_edit_becomes_an_edit_record() -> None:

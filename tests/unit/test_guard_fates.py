@@ -27,7 +27,7 @@ def test_every_message_type_has_exactly_one_fate() -> None:
     )
 
 
-def test_voice_notes_stickers_and_system_messages_have_the_issue_s_fates() -> None:
+def test_voice_notes_stickers_and_system_messages_have_their_fates() -> None:
     assert FATES["chat"] == "text"
     assert {FATES[t] for t in ("ptt", "audio", "sticker", "ptv")} == {"unreadable"}
     assert FATES["location"] == "caption"  # a location with a comment is answered
