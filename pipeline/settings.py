@@ -297,7 +297,16 @@ class Settings(BaseSettings):
         0.3, ge=0, description="Shortest gap between two sends of the account"
     )
     send_retries: int = Field(
-        3, ge=0, description="Retries of a send WhatsApp refused before it is reported failed"
+        3,
+        ge=0,
+        description="Retries of a send that failed for a passing reason (network, no answer) "
+        "before it is reported failed; an unregistered number or unknown chat is not retried",
+    )
+    send_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait for WhatsApp Web to take one send ('typing...' included); "
+        "then the chat is checked and the send retried or reported failed (timeout)",
     )
     send_max_age_s: float = Field(
         3600.0, gt=0, description="Replies older than this are reported failed, not sent"

@@ -142,20 +142,45 @@
     /**
      * Sends asking for our own message id, so a resend after a crash can be recognised. A
      * WhatsApp Web may assign its own id instead: ``id`` is the serialized key WA-JS returns.
+     * Answers ``{id, ack, result, error}``: ``result`` is WA-JS's
+     * sendMsgResult.messageSendResult ('OK' when WhatsApp took it; a refusal resolves, it does
+     * not throw), ``error`` ``{code, message}`` when WA-JS threw (a WPPError's code, such as
+     * 'chat_not_found'), or 'not_a_registered_number' / 'offline' from the check below.
      */
     async send(chat, text, messageId, delayMs) {
-      const result = await window.WPP.chat.sendTextMessage(chat, text, {
-        messageId: `true_${chat}_${messageId}`,
-        delay: delayMs,
-        createChat: true,
-        waitForAck: true,
-        markIsRead: false, // the gateway marks a chat read only after Kafka has its messages
-      });
-      const id = typeof result.id === 'string' ? result.id : wid(result.id);
-      const outcome = read(() => result.sendMsgResult.messageSendResult) || null;
-      return { id, ack: result.ack, result: outcome };
+      const W = window.WPP;
+      const failed = (code, message) => ({ id: null, ack: null, result: null, error: { code, message } });
+      try {
+        // sendTextMessage does not check that a number is on WhatsApp (WPP.chat.find makes the
+        // chat); WPP.contact.queryWidExists answers null for one without an account, and also
+        // when the query failed, so an offline page is not taken for a missing account.
+        if (/@(c\.us|lid)$/.test(chat) && !read(() => W.chat.get(chat))) {
+          const query = W.contact.queryWidExists || W.contact.queryExists;
+          if (typeof query === 'function' && !(await query(chat))) {
+            if (read(() => W.conn.isOnline()) === false) {
+              return failed('offline', `WhatsApp Web is offline: cannot tell whether ${chat} is on WhatsApp`);
+            }
+            return failed('not_a_registered_number', `${chat} is not a registered number`);
+          }
+        }
+        const result = await W.chat.sendTextMessage(chat, text, {
+          messageId: `true_${chat}_${messageId}`,
+          delay: delayMs,
+          createChat: true,
+          waitForAck: true,
+          markIsRead: false, // the gateway marks a chat read only after Kafka has its messages
+        });
+        const id = typeof result.id === 'string' ? result.id : wid(result.id);
+        const outcome = read(() => result.sendMsgResult.messageSendResult) || null;
+        return { id, ack: typeof result.ack === 'number' ? result.ack : null, result: outcome, error: null };
+      } catch (e) {
+        return failed(e && e.code ? String(e.code) : null, String((e && e.message) || e));
+      }
     },
-    /** Our own messages among the chat's last ``count``: ``[{id, body, t}]``, oldest first. */
+    /**
+     * Our own messages among the chat's last ``count``: ``[{id, body, t, ack}]``, oldest first
+     * (``ack`` -1 for a send WhatsApp refused, 0 while it waits to go out).
+     */
     async recentOwn(chat, count) {
       let messages;
       try {
@@ -165,7 +190,12 @@
       }
       return messages
         .filter((m) => m.id && m.id.fromMe)
-        .map((m) => ({ id: m.id.id, body: typeof m.body === 'string' ? m.body : '', t: m.t }));
+        .map((m) => ({
+          id: m.id.id,
+          body: typeof m.body === 'string' ? m.body : '',
+          t: m.t,
+          ack: typeof m.ack === 'number' ? m.ack : null,
+        }));
     },
     /**
      * LID <-> phone number pairs WA-JS knows for ``ids`` (WPP.contact.getPnLidEntry, which

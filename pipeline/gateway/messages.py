@@ -25,6 +25,7 @@ __all__ = [
     "inner_id",
     "lids_in",
     "message_id_for",
+    "own_ack",
 ]
 
 KNOWN_TYPES: frozenset[str] = frozenset(MessageType.__args__)  # type: ignore[attr-defined]
@@ -248,16 +249,18 @@ def find_own_send(
     """The id under which a send already reached the chat, or None.
 
     ``recent`` are the chat's last messages from us as ``bridge.js``'s ``recentOwn`` gives
-    them (``{id, body, t}``, ``t`` in seconds). A message counts when it has the id we
+    them (``{id, body, t, ack}``, ``t`` in seconds). A message counts when it has the id we
     asked for (``wa_id``), or, because WhatsApp Web may assign its own id, when it has our
     exact ``text``, was written no earlier than ``since`` (the outbound record's creation,
     epoch seconds, less :data:`SEND_CLOCK_SLACK_S`; WhatsApp's ``t`` has whole seconds) and is
-    not ``taken`` (already known as another outbound record's message).
+    not ``taken`` (already known as another outbound record's message). A send WhatsApp
+    refused (``ack`` -1: it stays in the chat, marked failed) does not count: it never
+    reached the recipient, so sending again is no duplicate.
     """
     by_text: str | None = None
     for message in recent:
         found = str(message.get("id") or "")
-        if not found:
+        if not found or _failed(message):
             continue
         if found == wa_id:
             return found
@@ -271,6 +274,21 @@ def find_own_send(
         ):
             by_text = found
     return by_text
+
+
+def own_ack(recent: Iterable[Mapping[str, Any]], wa_id: str) -> int:
+    """The ack of our message ``wa_id`` among ``recent`` (as for :func:`find_own_send`);
+    0 when it is not there or carries none (-1 failed, 0 waiting, 1 the server has it...)."""
+    for message in recent:
+        if str(message.get("id") or "") == wa_id:
+            ack = message.get("ack")
+            return ack if isinstance(ack, int) and not isinstance(ack, bool) else 0
+    return 0
+
+
+def _failed(message: Mapping[str, Any]) -> bool:
+    ack = message.get("ack")
+    return isinstance(ack, int) and not isinstance(ack, bool) and ack < 0
 
 
 #: How much earlier than its outbound record a message may be stamped and still count as

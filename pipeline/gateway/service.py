@@ -14,11 +14,15 @@ Ids: every ``@lid`` id is resolved through the account's LID map (its own LID fr
 ``WPP.conn.getMyUserLid``, people's from ``WPP.contact.getPnLidEntry`` and the contact list)
 before a record is produced; new pairs go to the ``lid_map`` changelog table.
 
-Outbound: :meth:`Gateway.send` is called by the deliver agent (``agents/deliver.py``). It waits
-while the page is not ready (the record stays uncommitted), asks WA-JS to send under our own
-derived message id, and before every send looks among the chat's last messages for that id
-or, because WhatsApp Web may assign its own id, for our text sent since the record was
-created, so a crash between a send and its record never sends the reply twice. The bot's own
+Outbound: :meth:`Gateway.send` is called by the deliver agent (``agents/deliver.py``), for
+many chats at once. It waits while the page is not ready (the record stays uncommitted),
+asks WA-JS to send under our own derived message id, and before every send looks among the
+chat's last messages for that id or, because WhatsApp Web may assign its own id, for our
+text sent since the record was created, so a crash between a send and its record never
+sends the reply twice. A send is ``sent`` only when WhatsApp took it; a refusal, an
+unregistered number, an unknown chat or no answer within ``send_timeout_s`` is ``failed``
+with a reason naming the cause (:mod:`pipeline.gateway.outcomes`), permanent ones at once,
+passing ones after retries that wait outside the account's send lock. The bot's own
 messages are recognised by the requested id, the returned id, or as the echo of a send in
 flight (:mod:`pipeline.gateway.sends`).
 
@@ -50,7 +54,9 @@ from pipeline.gateway.messages import (
     inner_id,
     lids_in,
     message_id_for,
+    own_ack,
 )
+from pipeline.gateway.outcomes import Verdict, judge_send, timed_out
 from pipeline.gateway.page import (
     PageGoneError,
     WhatsAppPage,
@@ -58,7 +64,7 @@ from pipeline.gateway.page import (
     launch_browser,
 )
 from pipeline.gateway.qr import png_qr, terminal_qr
-from pipeline.gateway.sends import OwnSends, SentRef
+from pipeline.gateway.sends import InFlight, OwnSends, SentRef
 from pipeline.settings import Settings
 from pipeline.topics import Topics
 from schemas import (
@@ -86,6 +92,14 @@ RECENT_CHECK = 50
 LID_RETRY_S = 300.0
 #: Contacts read for LID pairs when the page gets ready.
 CONTACT_LIDS = 5000
+#: How long after its "typing..." a send keeps the account's send lock while WhatsApp Web
+#: has not answered: a healthy send is answered well within it, and one that hangs then
+#: waits for its answer without holding the other chats' sends.
+SEND_HOLD_S = 2.0
+#: The wait before the first retry of a send that failed for a passing reason, doubled for
+#: each further one, and the longest wait.
+RETRY_FIRST_S = 2.0
+RETRY_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -566,12 +580,32 @@ class Gateway:
     async def send(self, message: OutboundMessage) -> SendOutcome:
         """Send ``message`` once: waits for a ready page, never sends a duplicate.
 
-        The outcome's ``wa_message_id`` is the id the message has in the chat: the one WA-JS
-        returned (WhatsApp Web may not keep the id we asked for), or the one found there.
+        Outcomes: ``sent`` when WhatsApp took the message (WA-JS's ``messageSendResult``
+        ``OK``, or an ack of 1 or more; see :mod:`pipeline.gateway.outcomes`), its
+        ``wa_message_id`` the id the message has in the chat (the one WA-JS returned, since
+        WhatsApp Web may not keep the id we asked for, or the one found there);
+        ``duplicate_skipped`` when it was in the chat before this call; otherwise ``failed``
+        with a ``reason`` that starts with the cause (``unregistered``, ``chat not found``,
+        ``refused``, ``timeout``...).
+
+        Permanent failures (an unregistered number, a chat WhatsApp cannot find) are reported
+        at once. Passing ones (a refusal such as ``ERROR_NETWORK``, an exception, no answer
+        within ``send_timeout_s``) are retried ``send_retries`` times after 2, 4, 8... s,
+        and the account's send lock is not held while waiting, so other chats' sends go on.
+        Before every try and before giving up the chat is looked at: a send that got through
+        without an answer is recorded ``sent`` and never made twice; one still waiting there
+        unconfirmed (ack 0) is not sent again either.
+
+        Calls for different chats may run at once; the calls for one chat must come one at a
+        time, in order (the deliver agent keeps each chat's order). Never raises for a failed
+        send; cancellation propagates.
         """
-        attempts = 0
-        chat = message.chat_id
-        async with self._send_lock:
+        retries = self.settings.send_retries
+        failures = 0
+        tried = False  # an earlier try of this call may have put the message in the chat
+        verdict = last = Verdict("transient", "error: not tried yet")  # now's, the last try's
+        flights: list[InFlight] = []
+        try:
             while True:
                 account = await self.account()
                 page = self._page
@@ -579,58 +613,129 @@ class Gateway:
                     await asyncio.sleep(0.1)
                     continue
                 wa_id = message_id_for(account, message.outbound_id)
-                flight = None
+                giving_up = failures > retries
                 try:
                     found = await self._already_sent(page, message, wa_id)
                     if found is not None:
-                        return SendOutcome("duplicate_skipped", found, "already in the chat")
-                    await self._pace(chat)
-                    ref = SentRef(message.outbound_id, chat, account, message.trace_id)
-                    flight = self.own.begin(chat, message.text, ref, wa_id)
-                    result = await page.send(
-                        chat, message.text, wa_id, self._typing_ms(message.text)
-                    )
-                    sent_as_id = self.own.finish(flight, inner_id(str(result.get("id") or "")))
-                    flight = None
-                    now = time.monotonic()
-                    self._last_send_chat[chat] = self._last_send = now
-                    return SendOutcome("sent", sent_as_id)
+                        outcome = self._found(message, account, found, tried)
+                        if outcome is not None:
+                            return outcome
+                        verdict = _unconfirmed(last, found[1])
+                    if giving_up:
+                        return _failed(verdict, failures)
+                    if found is None:
+                        tried = True
+                        verdict = last = await self._attempt(page, message, account, wa_id, flights)
                 except PageGoneError as exc:
                     log.warning("gateway: page gone while sending %s: %s", message.outbound_id, exc)
                     await self._wait_not_ready(page)
-                except WhatsAppRefusedError as exc:
-                    attempts += 1
-                    if attempts > self.settings.send_retries:
-                        return SendOutcome("failed", None, str(exc)[:500] or "send refused")
-                    log.warning(
-                        "gateway: send of %s refused (%s); retry %d",
-                        message.outbound_id,
-                        exc,
-                        attempts,
-                    )
-                    await asyncio.sleep(min(2**attempts, 30))
-                finally:
-                    if flight is not None:
-                        self.own.abort(flight)
+                    continue
+                except (WhatsAppRefusedError, TimeoutError) as exc:
+                    if giving_up:
+                        return _failed(verdict, failures)
+                    verdict = last = _page_failed(exc, self.settings.send_timeout_s)
+                if verdict.sent:
+                    return SendOutcome("sent", verdict.wa_id)
+                if verdict.permanent:
+                    log.warning("gateway: %s not sent: %s", message.outbound_id, verdict.reason)
+                    return SendOutcome("failed", None, verdict.reason)
+                failures += 1
+                if failures > retries:
+                    continue  # one more look at the chat, then the record is failed
+                wait = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
+                log.warning(
+                    "gateway: send of %s failed (%s); retry %d of %d in %.0fs",
+                    message.outbound_id,
+                    verdict.reason,
+                    failures,
+                    retries,
+                    wait,
+                )
+                await asyncio.sleep(wait)  # outside the send lock: other chats go on
+        finally:
+            for flight in flights:
+                self.own.abort(flight)
+
+    def _found(
+        self, message: OutboundMessage, account: str, found: tuple[str, int], tried: bool
+    ) -> SendOutcome | None:
+        """What a copy of ``message`` found in its chat (``(id, ack)``) means: a duplicate
+        when this call had not tried yet, sent when an earlier try got it there and WhatsApp
+        has it (ack 1 or more), None while it waits there unconfirmed (never sent again)."""
+        found_id, ack = found
+        if not tried:
+            return SendOutcome("duplicate_skipped", found_id, "already in the chat")
+        self.own.keep(
+            found_id, SentRef(message.outbound_id, message.chat_id, account, message.trace_id)
+        )
+        return SendOutcome("sent", found_id) if ack >= 1 else None
+
+    async def _attempt(
+        self,
+        page: WhatsAppPage,
+        message: OutboundMessage,
+        account: str,
+        wa_id: str,
+        flights: list[InFlight],
+    ) -> Verdict:
+        """One try: the pacing gaps, then "typing..." and the hand-over under the account's
+        send lock, then WhatsApp's answer, waited for at most ``send_timeout_s`` from the
+        call. The lock is let go once the answer came or ``SEND_HOLD_S`` after the typing,
+        so a send WhatsApp Web does not answer holds no other chat. The in-flight record of
+        the send goes into ``flights`` (ended by the caller) unless WhatsApp took it.
+        Raises :class:`PageGoneError` or :class:`WhatsAppRefusedError` from the page."""
+        chat = message.chat_id
+        timeout = self.settings.send_timeout_s
+        typing_ms = self._typing_ms(message.text)
+        await self._pace_chat(chat)  # this chat's gap: no other chat waits for it
+        async with self._send_lock:
+            await self._pace_account()
+            ref = SentRef(message.outbound_id, chat, account, message.trace_id)
+            flight = self.own.begin(chat, message.text, ref, wa_id)
+            flights.append(flight)
+            started = time.monotonic()
+            call = asyncio.ensure_future(page.send(chat, message.text, wa_id, typing_ms))
+            try:
+                await asyncio.wait({call}, timeout=min(typing_ms / 1000 + SEND_HOLD_S, timeout))
+            except BaseException:
+                call.cancel()
+                raise
+            finally:
+                self._last_send_chat[chat] = self._last_send = time.monotonic()
+        try:
+            answer = await asyncio.wait_for(call, max(0.0, started + timeout - time.monotonic()))
+        except TimeoutError:
+            return timed_out(timeout)
+        verdict = judge_send(answer, chat)
+        if verdict.sent:
+            flights.remove(flight)
+            returned = inner_id(verdict.wa_id) if verdict.wa_id else None
+            return Verdict("sent", wa_id=self.own.finish(flight, returned))
+        return verdict
 
     async def _already_sent(
         self, page: WhatsAppPage, message: OutboundMessage, wa_id: str
-    ) -> str | None:
-        """The id under which ``message`` is already in its chat (sent before a crash), found
-        by the id we asked for or by its text since the record's creation."""
+    ) -> tuple[str, int] | None:
+        """``(id, ack)`` of ``message`` if it is in its chat already (sent before a crash, or
+        by an earlier try that got no answer), found by the id we asked for or by its text
+        since the record's creation; sends WhatsApp refused (ack -1) do not count. Raises
+        :class:`TimeoutError` when the page does not answer within ``send_timeout_s``."""
 
         def taken(found: str) -> bool:
             known = self._known(found)
             return known is not None and known.outbound_id != message.outbound_id
 
-        recent = await page.recent_own(message.chat_id, RECENT_CHECK)
-        return find_own_send(
+        recent = await asyncio.wait_for(
+            page.recent_own(message.chat_id, RECENT_CHECK), self.settings.send_timeout_s
+        )
+        found = find_own_send(
             recent,
             wa_id=wa_id,
             text=message.text,
             since=message.created_at.timestamp(),
             taken=taken,
         )
+        return None if found is None else (found, own_ack(recent, found))
 
     async def _wait_not_ready(self, page: WhatsAppPage) -> None:
         """After a failed call, wait until this page is replaced or confirmed alive."""
@@ -660,14 +765,17 @@ class Gateway:
         s = self.settings
         return int(min(len(text) * s.send_typing_ms_per_char / 1000, s.send_typing_max_s) * 1000)
 
-    async def _pace(self, chat: str) -> None:
-        """Keep the configured gaps per chat and per account: bursts of sends look like spam."""
-        s = self.settings
+    async def _pace_chat(self, chat: str) -> None:
+        """Keep the configured gap between two sends to ``chat`` (bursts look like spam)."""
+        due = self._last_send_chat.get(chat, 0.0) + self.settings.send_min_gap_chat_s
         now = time.monotonic()
-        due = max(
-            self._last_send + s.send_min_gap_account_s,
-            self._last_send_chat.get(chat, 0.0) + s.send_min_gap_chat_s,
-        )
+        if due > now:
+            await asyncio.sleep(due - now)
+
+    async def _pace_account(self) -> None:
+        """Keep the configured gap between two sends of the account (under the send lock)."""
+        due = self._last_send + self.settings.send_min_gap_account_s
+        now = time.monotonic()
         if due > now:
             await asyncio.sleep(due - now)
 
@@ -693,6 +801,26 @@ class Gateway:
             return await self._page.screenshot()
         except PageGoneError:
             return None
+
+
+def _failed(verdict: Verdict, tries: int) -> SendOutcome:
+    """A send given up after its retries; the reason starts with the last try's cause."""
+    return SendOutcome("failed", None, f"{verdict.reason} (tried {tries} times)")
+
+
+def _page_failed(exc: Exception, timeout_s: float) -> Verdict:
+    """A page call of a send that raised (or did not answer within ``timeout_s``)."""
+    if isinstance(exc, TimeoutError):
+        return Verdict("transient", f"timeout: WhatsApp Web did not answer in {timeout_s:g}s")
+    return Verdict("transient", f"error: {str(exc)[:300] or type(exc).__name__}")
+
+
+def _unconfirmed(verdict: Verdict, ack: int) -> Verdict:
+    """An earlier try's message is in the chat, but WhatsApp has not confirmed it."""
+    return Verdict(
+        "transient",
+        f"{verdict.reason}; the message is in the chat unconfirmed (ack {ack}), not sent again",
+    )
 
 
 def _cancelling() -> bool:

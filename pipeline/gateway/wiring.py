@@ -25,7 +25,7 @@ def install_gateway(app: Any, settings: Settings) -> Gateway:
     metrics.track_gateway(gateway)
     gateway.sent_table = tables.sent_messages_table(app, settings.topic_partitions)
     _install_lid_map(app, settings, gateway)
-    agents.deliver.register(
+    _, lanes = agents.deliver.register(
         app,
         source=raw_source(app, settings, settings.topic_outbound),
         sender=MeteredSender(gateway, metrics),
@@ -34,6 +34,7 @@ def install_gateway(app: Any, settings: Settings) -> Gateway:
         dlq=metrics.sending(t.dlq, "deliver"),
         max_age_s=settings.send_max_age_s,
     )
+    app.rebalance_hooks.append(lanes.revoke_all)
     app.task(gateway.run)
 
     @app.page("/gateway/status")

@@ -25,7 +25,12 @@ look-alike useful for tests is that it keeps WhatsApp's awkward properties:
   account's own ``WPP.conn.getMyUserLid``), and a message can arrive a second time under the
   sender's LID;
 - people edit, delete for everyone and react (``chat.msg_edited``, ``chat.msg_revoke``,
-  ``chat.new_reaction``).
+  ``chat.new_reaction``);
+- sends go wrong the ways they do on WhatsApp Web: a number may not be on WhatsApp
+  (``POST /control/registered``; ``WPP.contact.queryWidExists`` then answers null), and
+  ``POST /control/send_fault`` makes the sends to one chat come back refused (a
+  ``messageSendResult`` other than ``OK``, without an exception), never answered, or stored
+  and delivered but never answered.
 
 Page <-> server traffic: the page listens on ``GET /events`` (Server-Sent Events) and calls
 ``/api/*`` with its session token and connection id in headers. Run it in the foreground with
@@ -59,10 +64,13 @@ from pipeline.lookalike.world import (
     Message,
     World,
     WorldError,
+    is_group,
 )
 
 __all__ = [
     "LOGOUT_REASONS",
+    "SEND_HANGS",
+    "SEND_RESULTS",
     "Lookalike",
     "LookalikeConfig",
     "LookalikeError",
@@ -95,6 +103,17 @@ SESSION_HEADER = "X-Lookalike-Session"
 CONN_HEADER = "X-Lookalike-Conn"
 HEARTBEAT_S = 15.0
 
+SEND_RESULTS: frozenset[str] = frozenset(
+    {"ERROR_NETWORK", "ERROR_EXPIRED", "ERROR_CANCELLED", "ERROR_UPLOAD", "ERROR_UNKNOWN"}
+)
+"""WhatsApp's refusals of a send: the ``SendMsgResult`` values other than ``OK`` (WA-JS
+src/whatsapp/enums/SendMsgResult.ts), what ``sendMsgResult.messageSendResult`` carries."""
+
+SEND_HANGS: frozenset[str] = frozenset({"hang", "lost_answer"})
+"""Faults of ``POST /control/send_fault`` besides refusals: ``hang`` (the server never
+answers and stores nothing, so ``sendTextMessage`` with ``waitForAck`` never resolves) and
+``lost_answer`` (the message is stored and delivered, but the answer never comes)."""
+
 PageMode = Literal["qr", "main", "conflict", "logged_out", "closed"]
 LoginState = Literal["logged_out", "qr", "authenticated", "main_ready", "conflict"]
 _T = TypeVar("_T")
@@ -126,6 +145,18 @@ class LookalikeConfig:
     """After a logout the page reloads itself (as WhatsApp Web does) after this many seconds."""
     seed: bool = True
     """Start with two customers (Alice, Bob) and a group with both."""
+
+
+@dataclass
+class _SendFault:
+    """What the next sends to one chat meet: a ``SEND_RESULTS`` refusal or a ``SEND_HANGS``."""
+
+    fault: str
+    times: int | None
+    """How many more sends it affects; ``None``: every one until it is cleared."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fault": self.fault, "times": self.times}
 
 
 @dataclass(eq=False)
@@ -187,6 +218,13 @@ def _new_inner_id() -> str:
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _refused(result: str, message: str) -> web.Response:
+    """A send WhatsApp did not take: the page resolves ``sendTextMessage`` with ``result``."""
+    return web.json_response(
+        {"error": "send_refused", "message": message, "send_result": result}, status=503
+    )
 
 
 @web.middleware
@@ -272,6 +310,8 @@ class Lookalike:
         self._active: _PageConn | None = None
         self._phones: set[asyncio.Queue[str | None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._send_faults: dict[str, _SendFault] = {}
+        self._hung: asyncio.Event | None = None
         self._qr_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -316,6 +356,7 @@ class Lookalike:
                 await self._qr_task
             self._qr_task = None
         self._cancel_timers()
+        self._release_hung_sends()
         for conn in list(self._conns.values()):
             conn.queue.put_nowait(None)
         for queue in list(self._phones):
@@ -350,6 +391,7 @@ class Lookalike:
         r.add_post("/api/ready", self._api_ready)
         r.add_post("/api/takeover", self._api_takeover)
         r.add_post("/api/send", self._api_send)
+        r.add_get("/api/exists", self._api_exists)
         r.add_post("/api/read", self._api_read)
         r.add_post("/api/presence", self._api_presence)
         r.add_post("/api/logout", self._api_logout)
@@ -369,6 +411,8 @@ class Lookalike:
         r.add_post("/control/read", self._control_read)
         r.add_post("/control/reset", self._control_reset)
         r.add_post("/control/config", self._control_config)
+        r.add_post("/control/send_fault", self._control_send_fault)
+        r.add_post("/control/registered", self._control_registered)
         r.add_post("/control/edit", self._control_edit)
         r.add_post("/control/revoke", self._control_revoke)
         r.add_post("/control/react", self._control_react)
@@ -404,6 +448,7 @@ class Lookalike:
             },
             "ack_delay_s": self._ack_delay_s,
             "keep_message_ids": self._keep_message_ids,
+            "send_faults": {chat: f.to_json() for chat, f in self._send_faults.items()},
             **self.world.snapshot(),
         }
 
@@ -565,6 +610,8 @@ class Lookalike:
     def reset(self, *, logout: bool = False) -> None:
         """Back to the seeded world; the login survives unless ``logout``."""
         self._cancel_timers()
+        self._send_faults.clear()
+        self._release_hung_sends()
         if logout:
             self.logout()
         self.world.reset()
@@ -574,6 +621,26 @@ class Lookalike:
 
     def set_ack_delay(self, seconds: float | None) -> None:
         self._ack_delay_s = seconds
+
+    def set_send_fault(self, chat: str, fault: str | None, times: int | None = None) -> None:
+        """What the next ``times`` sends to ``chat`` meet (``None``: all of them until
+        cleared): a refusal (one of :data:`SEND_RESULTS`, which ``sendTextMessage`` resolves
+        with as its ``messageSendResult``) or one of :data:`SEND_HANGS`; ``fault`` None
+        clears it (and answers the sends hanging so far as refused, ``ERROR_NETWORK``).
+        Raises :class:`WorldError` for an unknown fault or a ``times`` below 1."""
+        if fault is None:
+            self._send_faults.pop(chat, None)
+            self._release_hung_sends()
+            return
+        if fault not in SEND_RESULTS | SEND_HANGS:
+            raise WorldError(f"fault must be one of {sorted(SEND_RESULTS | SEND_HANGS)} or null")
+        if times is not None and times < 1:
+            raise WorldError("times must be 1 or more (null: until cleared)")
+        self._send_faults[chat] = _SendFault(fault, times)
+
+    def set_registered(self, user: str, registered: bool) -> None:
+        """Whether the number ``user`` is on WhatsApp (``WPP.contact.queryWidExists``)."""
+        self.world.set_registered(user, registered)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -741,6 +808,28 @@ class Lookalike:
         handle = loop.call_later(delay, run)
         self._timers.add(handle)
 
+    def _take_send_fault(self, chat: str) -> str | None:
+        """The fault the send now being made to ``chat`` meets, counting it down."""
+        fault = self._send_faults.get(chat)
+        if fault is None:
+            return None
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                del self._send_faults[chat]
+        return fault.fault
+
+    async def _hang(self) -> None:
+        """Wait until the hung sends are released (a cleared fault, a reset, the stop)."""
+        if self._hung is None:
+            self._hung = asyncio.Event()
+        await self._hung.wait()
+
+    def _release_hung_sends(self) -> None:
+        hung, self._hung = self._hung, None
+        if hung is not None:
+            hung.set()
+
     def _cancel_timers(self) -> None:
         for handle in self._timers:
             handle.cancel()
@@ -843,8 +932,20 @@ class Lookalike:
     async def _api_send(self, request: web.Request) -> web.Response:
         conn = self._page(request)
         body = await _json_body(request)
+        chat = _req_str(body, "chat")
+        if not is_group(chat) and not self.world.on_whatsapp(chat):
+            # What WhatsApp does with a message to a number without an account is not
+            # documented by WA-JS (sendTextMessage does not check, WPP.chat.find creates the
+            # chat); here it is refused, as an unknown error.
+            return _refused("ERROR_UNKNOWN", f"{chat} is not on WhatsApp")
+        fault = self._take_send_fault(chat)
+        if fault in SEND_RESULTS:
+            return _refused(fault, f"the send to {chat} was refused (POST /control/send_fault)")
+        if fault == "hang":
+            await self._hang()
+            return _refused("ERROR_NETWORK", "the hung send was released")
         message = self.world.add_message(
-            _req_str(body, "chat"),
+            chat,
             "bot",
             _opt_str(body, "body") or "",
             message_id=_opt_str(body, "id"),
@@ -854,10 +955,26 @@ class Lookalike:
         message.live = conn.ready
         self._publish_message(message, exclude=conn)
         self._schedule_delivery(message)
+        if fault == "lost_answer":
+            await self._hang()
+            return _refused("ERROR_NETWORK", "the hung send was released")
         return web.json_response(
             {
                 "message": message.to_json(self.world),
                 "chat": self._chat_json(self.world.chat(message.chat)),
+            }
+        )
+
+    async def _api_exists(self, request: web.Request) -> web.Response:
+        """``WPP.contact.queryWidExists``: ``{exists, wid, lid}`` for a user id."""
+        self._page(request, active=False)
+        user = request.query.get("id", "")
+        exists = self.world.on_whatsapp(user)
+        return web.json_response(
+            {
+                "exists": exists,
+                "wid": user if exists else None,
+                "lid": self.world.lid_of(user) if exists else None,
             }
         )
 
@@ -1032,6 +1149,25 @@ class Lookalike:
         return web.json_response(
             {"ack_delay_s": self._ack_delay_s, "keep_message_ids": self._keep_message_ids}
         )
+
+    async def _control_send_fault(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        chat = _req_str(body, "chat")
+        times = _opt_number(body, "times")
+        if times is not None and times != int(times):
+            raise WorldError("times must be a whole number")
+        self.set_send_fault(chat, _opt_str(body, "fault"), None if times is None else int(times))
+        fault = self._send_faults.get(chat)
+        return web.json_response({"chat": chat, **(fault.to_json() if fault else {"fault": None})})
+
+    async def _control_registered(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        user = _req_str(body, "id")
+        registered = body.get("registered", False)
+        if not isinstance(registered, bool):
+            raise WorldError("registered must be true or false")
+        self.set_registered(user, registered)
+        return web.json_response({"id": user, "registered": self.world.on_whatsapp(user)})
 
     async def _control_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state())

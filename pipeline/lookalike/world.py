@@ -234,6 +234,8 @@ class World:
         self._seed = seed
         self._clock = clock
         self.contacts: dict[str, str] = {}
+        self.unregistered: set[str] = set()
+        """Numbers that are not on WhatsApp (besides ids that are no phone number at all)."""
         self.chats: dict[str, Chat] = {}
         self.messages: dict[str, Message] = {}
         self._seq = 0
@@ -242,6 +244,7 @@ class World:
     def reset(self) -> None:
         """Back to the seeded world: two customers and a group with both, and no messages."""
         self.contacts = {self.me: self.me_name}
+        self.unregistered = set()
         self.chats = {}
         self.messages = {}
         self.lids = {self.me_lid: self.me} if self.me_lid else {}
@@ -281,6 +284,25 @@ class World:
         if user.endswith("@lid"):
             return {"lid": user, "phoneNumber": self.lids.get(user)}
         return {"lid": self.lid_of(user), "phoneNumber": user}
+
+    def on_whatsapp(self, user: str) -> bool:
+        """Whether ``user`` has a WhatsApp account: a user id not marked unregistered.
+
+        What ``WPP.contact.queryWidExists`` answers (WA-JS: null for an id with no account).
+        """
+        return valid_user_id(user) and user not in self.unregistered
+
+    def set_registered(self, user: str, registered: bool) -> None:
+        """Mark a number as having (or not having) a WhatsApp account; raises
+        :class:`WorldError` for an id that is no user id, or the bot's own."""
+        if not valid_user_id(user):
+            raise WorldError(f"not a user id (<digits>@c.us or <n>@lid): {user!r}")
+        if user in (self.me, self.me_lid):
+            raise WorldError("the bot account is on WhatsApp")
+        if registered:
+            self.unregistered.discard(user)
+        else:
+            self.unregistered.add(user)
 
     def add_contact(self, user: str, name: str | None = None, *, lid: str | None = None) -> str:
         """A person; ``lid`` pairs a phone id with its ``<n>@lid`` (both name the person)."""
@@ -544,6 +566,7 @@ class World:
                 if k != self.me
             ],
             "lids": dict(self.lids),
+            "unregistered": sorted(self.unregistered),
             "chats": [chat.to_json(self) for chat in self.sorted_chats()],
             "messages": [m.to_json(self) for m in self.messages.values()],
         }

@@ -18,6 +18,10 @@
  * - with keep_message_ids off (POST /control/config), sendTextMessage ignores its messageId
  *   option and assigns its own id, and the echo (chat.new_message) comes before it returns.
  * - chat.msg_edited hands over the original message, already carrying the new body.
+ * - a send WhatsApp refuses does not throw: sendTextMessage resolves, its
+ *   sendMsgResult.messageSendResult is not 'OK' (WA-JS sendRawMessage.ts), and the message stays
+ *   in the chat with ack -1 (getMessages still returns it). Sending to a number that is not on
+ *   WhatsApp is not checked either (WPP.contact.queryWidExists answers null for it).
  */
 (function () {
   'use strict';
@@ -355,6 +359,7 @@
   const MsgStore = new Map(); // serialized key -> MsgModel
   const byInnerId = new Map(); // "<chat> <inner id>" -> MsgModel (ack keys may differ in participant)
   const rawByChat = new Map(); // chat -> Map(inner id -> server JSON), for the page's own UI
+  const failedByChat = new Map(); // chat -> Map(inner id -> JSON) of sends WhatsApp refused
 
   function keyOf(m) {
     return new MsgKey({
@@ -481,7 +486,8 @@
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      throw new WPPError(data.error || `http_${response.status}`, data.message || response.statusText);
+      const details = data.send_result ? { sendResult: data.send_result } : undefined;
+      throw new WPPError(data.error || `http_${response.status}`, data.message || response.statusText, details);
     }
     return data;
   }
@@ -556,6 +562,7 @@
       MsgStore.clear();
       byInnerId.clear();
       rawByChat.clear();
+      failedByChat.clear();
       loadChats().catch(() => null).then(() => changed('reset'));
     });
     source.onerror = () => {
@@ -846,7 +853,12 @@
   async function fetchChatMessages(chatId) {
     const data = await api('GET', `/api/messages?chat=${encodeURIComponent(chatId)}`);
     upsertChat(data.chat);
-    return data.messages;
+    // Refused sends stay in the chat (ack -1), as on WhatsApp Web, unless stored since.
+    const failed = failedByChat.get(chatId);
+    if (!failed || !failed.size) return data.messages;
+    const stored = new Set(data.messages.map((m) => m.id));
+    for (const id of [...failed.keys()]) if (stored.has(id)) failed.delete(id);
+    return data.messages.concat([...failed.values()]).sort((a, b) => a.t - b.t);
   }
 
   async function getMessages(chatId, options) {
@@ -1009,7 +1021,13 @@
       },
       (err) => {
         console.error('look-alike: send failed', err);
-        return { messageSendResult: err.code === 'bad_request' ? 'ERROR_UNKNOWN' : 'ERROR_NETWORK' };
+        const failed = { ...local, ack: -1 };
+        if (!failedByChat.has(local.chat)) failedByChat.set(local.chat, new Map());
+        failedByChat.get(local.chat).set(id, failed);
+        upsertMessage(failed, true);
+        changed('msg');
+        const result = err.sendResult || (err.code === 'bad_request' ? 'ERROR_UNKNOWN' : 'ERROR_NETWORK');
+        return { messageSendResult: result };
       }
     );
     let sendMsgResult = null;
@@ -1064,7 +1082,17 @@
     }
   }
 
+  /** As WA-JS queryWidExists: `{wid, biz, lid}` for an id on WhatsApp, null otherwise. */
+  async function queryWidExists(contactId) {
+    const wid = assertWid(contactId);
+    const found = await api('GET', `/api/exists?id=${encodeURIComponent(wid._serialized)}`);
+    if (!found.exists) return null;
+    return { wid: new Wid(found.wid), biz: false, lid: found.lid ? new Wid(found.lid) : undefined };
+  }
+
   const contact = {
+    queryWidExists,
+    queryExists: queryWidExists, // WA-JS keeps the old name as a deprecated alias
     list: async () => (await api('GET', '/api/contacts')).map((c) => new ContactModel(c)),
     get: async (contactId) => {
       const wid = assertWid(contactId);
