@@ -107,16 +107,37 @@ class TunedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    #: Per commit: the lowest unacked offset of each partition (one pass over the records).
+    _lowest_unacked: dict[Any, int] | None = None
+
+    def _filter_committable_offsets(self, tps: Any) -> dict[Any, int]:
+        lowest: dict[Any, int] = {}
+        for message in list(self._unacked_messages):
+            if not message.acked and message.offset < lowest.get(message.tp, message.offset + 1):
+                lowest[message.tp] = message.offset
+        self._lowest_unacked = lowest
+        try:
+            offsets: dict[Any, int] = super()._filter_committable_offsets(tps)
+            return offsets
+        finally:
+            self._lowest_unacked = None
+
     def _new_offset(self, tp: Any) -> int | None:
         """The offset to commit for ``tp``, or None: Faust's answer, unless a record of
         ``tp`` below its acked offsets is still unacked (then nothing is committed now, and
         Faust's bookkeeping is left as it is for the next try)."""
         acked = self._acked[tp]
         if acked:
-            first_acked = min(acked)
-            for message in list(self._unacked_messages):
-                if message.tp == tp and message.offset < first_acked and not message.acked:
-                    return None
+            lowest = self._lowest_unacked
+            if lowest is None:  # called outside a commit round
+                unacked = [
+                    m.offset for m in list(self._unacked_messages) if m.tp == tp and not m.acked
+                ]
+                first = min(unacked, default=None)
+            else:
+                first = lowest.get(tp)
+            if first is not None and first < min(acked):
+                return None
         offset: int | None = super()._new_offset(tp)
         return offset
 

@@ -36,8 +36,9 @@ def _offsets(committed: int | None, acked: list[int], unacked: list[int]) -> int
             message = messages[offset]
             message.acked = False
             consumer.ack(message)
-        offset = consumer._new_offset(tp)
-        return offset
+        # What a commit round asks (Consumer.commit -> _filter_committable_offsets).
+        result: int | None = consumer._filter_committable_offsets([tp]).get(tp)
+        return result
 
     return asyncio.run(run())
 
