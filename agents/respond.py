@@ -58,6 +58,7 @@ from agents.dead_letters import dead_letter
 from agents.intake import Intake, Outstanding
 from agents.progress import ProgressBoard
 from schemas import ChatState, LLMCall, LLMResult, Turn
+from schemas.fields import is_blank
 from tables import ConversationWindow, TypedTable
 
 log = logging.getLogger(__name__)
@@ -341,7 +342,12 @@ class ChatScheduler:
         result = LLMResult(
             turn=turn,
             reply=completion.text,
-            parts=split_reply(completion.text, self.config.max_reply_chars),
+            # A part of invisible characters only is no message (the sink refuses it).
+            parts=[
+                p
+                for p in split_reply(completion.text, self.config.max_reply_chars)
+                if not is_blank(p)
+            ],
             status=completion.status,
             calls=completion.calls,
             total_tokens=completion.total_tokens,

@@ -37,6 +37,7 @@ import openai
 
 from agents.text_limits import cut_text
 from schemas import LLMCall
+from schemas.fields import is_blank
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +496,8 @@ def _reply_and_usage(response: object) -> tuple[str, dict[str, int]]:
         message = choices[0].get("message")
         content = message.get("content") if isinstance(message, dict) else None
         text = content.strip() if isinstance(content, str) else ""
+        if is_blank(text):  # zero-width characters only: nothing a customer would see
+            text = ""
     raw_usage = response.get("usage")
     usage = {
         key: value

@@ -81,10 +81,10 @@ MAX_LONG_WORDS = 100_000
 MAX_QUEUED_FAILURES = 100_000
 """A bound on the failure script, for the same reason."""
 
-FailureKind = Literal["429", "500", "hang", "empty"]
+FailureKind = Literal["429", "500", "hang", "empty", "invisible"]
 _T = TypeVar("_T")
 
-_KINDS: frozenset[str] = frozenset({"429", "500", "hang", "empty"})
+_KINDS: frozenset[str] = frozenset({"429", "500", "hang", "empty", "invisible"})
 
 Provider = Literal["openai", "vllm", "ollama", "lmstudio", "llamacpp"]
 PROVIDERS: dict[str, str] = {
@@ -122,12 +122,17 @@ class _InvalidRequest(Exception):
         self.param = param
 
 
+#: The reply of an ``invisible`` failure: zero-width space, joiner, word joiner, BOM.
+INVISIBLE_REPLY = "\u200b\u200d\u2060\ufeff"
+
+
 @dataclass(frozen=True)
 class Failure:
     """One scripted failure, consumed by one chat-completion request.
 
     ``retry_after`` (seconds) only matters for ``429``; ``empty`` answers 200 with an empty
-    reply (as LM Studio does for some over-long prompts, lmstudio-bug-tracker#2339); ``times``
+    reply (as LM Studio does for some over-long prompts, lmstudio-bug-tracker#2339),
+    ``invisible`` a reply of zero-width characters only (nothing a customer would see); ``times``
     repeats the entry so that
     "three 429s in a row" is one line rather than three.
     """
@@ -744,12 +749,13 @@ class LLMStandin:
                     ),
                     500,
                 )
-            if failure.kind == "empty":
+            if failure.kind in ("empty", "invisible"):
                 try:
                     prompt = _parse_completion_request(body)
                 except _InvalidRequest as exc:
                     return _invalid(exc)
-                return _json_response(_completion(prompt, ""))
+                reply = "" if failure.kind == "empty" else INVISIBLE_REPLY
+                return _json_response(_completion(prompt, reply))
             self._by_status["hang"] += 1
             await self._sleep(self._config.hang_max_s)
             return _json_response(

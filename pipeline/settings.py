@@ -393,6 +393,20 @@ class Settings(BaseSettings):
     api_scheduler_interval_s: float = Field(
         1.0, gt=0, le=60, description="How often the API looks for scheduled messages due, s"
     )
+    api_idle_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="The operator API closes a connection that sends no request for this "
+        "long (a new one, or kept alive after an answer), s",
+    )
+    api_request_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="The operator API answers 408 and closes a connection whose request "
+        "(its headers and body) has not fully arrived this long after its first byte, s",
+    )
 
     # --- process ---------------------------------------------------------------
     event_loop: Literal["uvloop", "asyncio"] = Field(

@@ -1,7 +1,9 @@
-"""Field types the records share: canonical chat ids and timezone-aware UTC datetimes."""
+"""Field types the records share: canonical chat ids, timezone-aware UTC datetimes, and the
+one rule of what text is blank."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -9,11 +11,20 @@ from pydantic import AfterValidator, AwareDatetime
 
 from schemas.chat_ids import canonical_chat_id
 
-__all__ = ["ChatId", "UtcDatetime", "utc_now"]
+__all__ = ["ChatId", "UtcDatetime", "is_blank", "utc_now"]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` shows nothing: every character is whitespace or an invisible
+    format character (Unicode category Cf: zero-width space and joiners, word joiner, BOM,
+    soft hyphen, invisible operators, bidi marks...). A joiner between two emoji is not
+    blank: the emoji show. Used by the outbound record, the operator API and the LLM
+    client alike (an invisible completion counts as empty)."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 
 
 def _to_utc(value: datetime) -> datetime:

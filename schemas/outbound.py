@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.base import Record
 from schemas.chat_ids import is_status_broadcast
-from schemas.fields import ChatId, UtcDatetime, utc_now
+from schemas.fields import ChatId, UtcDatetime, is_blank, utc_now
 
 __all__ = ["OutboundKind", "OutboundMessage"]
 
@@ -39,12 +39,23 @@ class OutboundMessage(Record):
         "latency runs from it); none for notices and manual messages",
     )
 
+    # Field validators, so a refusal names the field (the operator API answers with it).
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if is_blank(text):
+            raise ValueError("text is blank (whitespace and invisible characters only)")
+        return text
+
+    @field_validator("chat_id")
+    @classmethod
+    def _answerable(cls, chat_id: str) -> str:
+        if is_status_broadcast(chat_id):
+            raise ValueError("status@broadcast is never answered")
+        return chat_id
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if not self.text.strip():
-            raise ValueError("text is blank")
         if self.part >= self.parts:
             raise ValueError(f"part {self.part} is out of range for parts={self.parts}")
-        if is_status_broadcast(self.chat_id):
-            raise ValueError("status@broadcast is never answered")
         return self

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pipeline.api.auth import Auth, RequestLimit
 from pipeline.api.dashboard import install_dashboard
-from pipeline.api.errors import BodyLimit, install_error_handlers
+from pipeline.api.errors import BodyLimit, JsonRoute, install_error_handlers
 from pipeline.api.outbox import Outbox, Scheduler
 from pipeline.api.queries import ApiStore
 from pipeline.api.routes import Context, install_routes
@@ -96,6 +96,7 @@ def create_api(settings: Settings, *, background: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.context = ctx
+    app.router.route_class = JsonRoute  # before any route is added
     install_error_handlers(app)
     app.add_middleware(BodyLimit)
     auth = Auth(api_tokens(settings), RequestLimit(settings.api_requests_per_minute))

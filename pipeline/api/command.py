@@ -27,6 +27,7 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from pipeline.api.app import create_api
+    from pipeline.api.serving import server_config
     from pipeline.logs import logging_config
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
@@ -34,15 +35,10 @@ def serve(settings: Settings) -> None:
         f"operator API on http://{settings.web_host}:{settings.api_port} "
         "(OpenAPI: /api/openapi.json)"
     )
-    uvicorn.run(
-        create_api(settings),
-        host=settings.web_host,
-        port=settings.api_port,
-        log_config=None,
-        # Access lines carry paths and queries (chat ids, search text): not logged.
-        access_log=False,
-        lifespan="on",
-    )
+    server = uvicorn.Server(server_config(create_api(settings), settings))
+    server.run()
+    if not server.started:  # the port was taken, or the app's start-up failed
+        raise SystemExit(3)  # uvicorn.run's exit status for this
 
 
 def register_api_command(app: Any, settings: Settings) -> None:

@@ -30,15 +30,9 @@ def install_api(app: Any, settings: Settings) -> None:
     import uvicorn
 
     from pipeline.api.app import create_api
+    from pipeline.api.serving import server_config
 
-    config = uvicorn.Config(
-        create_api(settings),
-        host=settings.web_host,
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,  # paths carry chat ids and search text
-        lifespan="on",
-    )
+    config = server_config(create_api(settings), settings)
     server = uvicorn.Server(config)
 
     @app.task

@@ -1,24 +1,28 @@
 """Every error the API answers is JSON ``{code, message, field?}``.
 
 ``code`` is a short word a program can branch on (``invalid``, ``malformed_json``,
-``unauthorized``, ``forbidden``, ``rate_limited``, ``chat_rate_limited``, ``not_found``,
-``unknown_chat``, ``body_too_large``, ``store_unavailable``, ``broker_unavailable``, ...),
+``duplicate_key``, ``unauthorized``, ``forbidden``, ``rate_limited``, ``chat_rate_limited``,
+``not_found``, ``unknown_chat``, ``unknown_account``, ``idempotency_key_reused``,
+``body_too_large``, ``store_unavailable``, ``broker_unavailable``, ...),
 ``message`` a sentence for a person, ``field`` the request field at fault (``text``,
 ``send_at``, ``query.limit``, ``header.Idempotency-Key``), when there is one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pipeline.store.writer import is_unavailable
@@ -122,7 +126,9 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
             "the conversation store cannot be reached now; try again shortly",
             headers={"Retry-After": "5"},
         )
-    log.exception("unexpected error in %s %s", request.method, _route_path(request))
+    # Handlers run outside the ``except`` that caught ``exc`` (sync ones in a thread), so
+    # the exception is passed explicitly: log.exception would log "NoneType: None".
+    log.error("unexpected error in %s %s", request.method, _route_path(request), exc_info=exc)
     return error_response(500, "internal", "an unexpected error; see the API's log")
 
 
@@ -182,6 +188,63 @@ class BodyLimit:
             413, "body_too_large", f"the body is larger than {self.limit} bytes", "body"
         )
         await response(scope, receive, send)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def duplicate_key(body: bytes) -> str | None:
+    """The first key found twice in one object of the JSON ``body`` (at any depth); None
+    when there is none, or when ``body`` is not JSON (FastAPI's parse then says why)."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as exc:
+        return exc.key
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON body may not hold a key twice (400 ``duplicate_key`` naming it).
+
+    ``json.loads`` keeps the last of two equal keys, so ``{"chat_id": a, "chat_id": b}``
+    would be read as chat ``b`` whatever the client meant (RFC 8259 leaves the meaning of
+    such an object open); the API refuses to guess. Set as the app's ``route_class``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                try:
+                    # Read once: Starlette keeps the bytes for FastAPI's own parse.
+                    body = await request.body()
+                except ClientDisconnect:  # gone mid-body (timed out): nobody reads this
+                    raise HTTPException(400, "the client left before its body arrived") from None
+                key = duplicate_key(body)
+                if key is not None:
+                    raise ApiError(
+                        400,
+                        "duplicate_key",
+                        f"{key}: the key appears twice in one object of the body",
+                        key,
+                    )
+            return await handle(request)
+
+        return checked
 
 
 Handler = Callable[[Request], Awaitable[Any]]

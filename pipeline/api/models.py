@@ -1,18 +1,21 @@
 """Request and response bodies of the operator API (the OpenAPI document is made from them).
 
-Requests refuse unknown fields (422 naming the field). Texts may not contain NUL characters
-(PostgreSQL cannot store them); chat and account ids are canonical WhatsApp ids
-(``<digits>@c.us``, ``<id>@g.us``, ``<n>@lid``; see ``schemas/chat_ids.py``).
+Requests refuse unknown fields (422 naming the field) and take every value as its own JSON
+type only (strict: ``"priority": true`` or ``"enabled": "no"`` are refused, not converted);
+times are ISO 8601 strings with a zone, within years 1 to 9999 once in UTC. Texts may not
+contain NUL characters (PostgreSQL cannot store them); chat and account ids are canonical
+WhatsApp ids (``<digits>@c.us``, ``<id>@g.us``, ``<n>@lid``; see ``schemas/chat_ids.py``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.chat_ids import canonical_chat_id
+from schemas.fields import is_blank
 
 #: The longest manual message, characters.
 MAX_TEXT = 4096
@@ -27,9 +30,30 @@ def _no_nul(value: str) -> str:
 
 
 def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
+    if is_blank(value):
+        raise ValueError("must not be blank (whitespace and invisible characters only)")
     return value
+
+
+def _iso_text(value: Any) -> Any:
+    """Strict JSON types, but a time is a string in JSON: a number (seconds since the epoch,
+    which pydantic would take) is refused."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("must be an ISO 8601 time with a time zone, as a string")
+
+
+def _in_utc(value: datetime) -> datetime:
+    """``value`` in UTC; ValueError when that falls outside years 1 to 9999
+    (``9999-12-31T23:59:59-14:00`` is in year 10000 in UTC)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range: must be within years 1 to 9999 in UTC") from None
+
+
+#: A time with a zone, as an ISO 8601 string, converted to UTC.
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
 
 
 def _chat_id(value: str) -> str:
@@ -46,7 +70,9 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields and values of another JSON type are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class MessageIn(Request):
@@ -59,8 +85,10 @@ class MessageIn(Request):
         AfterValidator(_no_nul),
         AfterValidator(_not_blank),
     ]
-    send_at: AwareDatetime | None = Field(
-        None, description="hold the message until then (with a time zone); none: now"
+    send_at: UtcTime | None = Field(
+        None,
+        strict=False,  # a string in JSON; _iso_text refuses anything else
+        description="hold the message until then (ISO 8601 with a time zone); none: now",
     )
     priority: int = Field(3, ge=1, le=5, description="1 is sent first among due messages")
     account_id: ChatIdIn | None = Field(
@@ -71,7 +99,9 @@ class MessageIn(Request):
 
 class MessageAccepted(BaseModel):
     outbound_id: str
-    state: Literal["scheduled", "produced"]
+    state: Literal["scheduled", "produced", "failed"] = Field(
+        description="failed: it could not be sent (GET the chat's messages for the reason)"
+    )
     send_at: datetime
     priority: int
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, false, func, literal, or_, select, text, update
+from sqlalchemy import String, and_, false, func, literal, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -75,7 +75,8 @@ class Cursor:
             if parsed.tzinfo is None or not isinstance(chat_id, str):
                 raise ValueError
             return cls(parsed.astimezone(UTC), chat_id)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+            # OverflowError: a time beyond years 1 to 9999 once in UTC.
             raise InvalidCursor("not a cursor this API handed out") from exc
 
 
@@ -163,6 +164,32 @@ class ApiStore:
             query = query.where(MessageRow.at < before)
         async with self.sessions() as session:
             return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+    async def failed_manual(
+        self, chat_id: str, *, before: datetime | Cursor | None, limit: int
+    ) -> list[ManualMessageRow]:
+        """The chat's manual messages that could not be sent (``failed``), at most
+        ``limit``, newest ``send_at`` first: the same page as :meth:`messages` (a failed
+        message sorts by its ``send_at`` and its id ``out|<outbound_id>``)."""
+        message_id = literal("out|", String) + ManualMessageRow.outbound_id
+        query = (
+            select(ManualMessageRow)
+            .where(ManualMessageRow.chat_id == chat_id, ManualMessageRow.state == "failed")
+            .order_by(ManualMessageRow.send_at.desc(), message_id.desc())
+            .limit(limit)
+        )
+        if isinstance(before, Cursor):
+            bound = literal(before.at, UtcDateTime)
+            query = query.where(
+                or_(
+                    ManualMessageRow.send_at < bound,
+                    and_(ManualMessageRow.send_at == bound, message_id < before.chat_id),
+                )
+            )
+        elif before is not None:
+            query = query.where(ManualMessageRow.send_at < before)
+        async with self.sessions() as session:
+            return list((await session.execute(query)).scalars())
 
     async def scheduled(self, chat_id: str) -> list[ManualMessageRow]:
         """Manual messages of the chat still held for their ``send_at``."""
@@ -290,6 +317,16 @@ class ApiStore:
                 update(ManualMessageRow)
                 .where(ManualMessageRow.outbound_id == outbound_id)
                 .values(state="produced", produced_at=datetime.now(UTC))
+            )
+
+    async def mark_failed(self, outbound_id: str, reason: str) -> None:
+        """``failed`` for good, with ``reason`` (at most 2000 characters are kept): the
+        scheduler never takes it again."""
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(ManualMessageRow)
+                .where(ManualMessageRow.outbound_id == outbound_id)
+                .values(state="failed", failed_at=datetime.now(UTC), failure_reason=reason[:2000])
             )
 
     async def mark_held(self, outbound_id: str) -> None:

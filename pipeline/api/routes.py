@@ -9,11 +9,12 @@ operators set (``chat_profiles``, ``accounts``, ``manual_messages``) so it can s
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -49,7 +50,7 @@ from pipeline.api.models import (
     Stats,
     WhatsAppStatus,
 )
-from pipeline.api.outbox import Outbox, Scheduler, outbound_for
+from pipeline.api.outbox import Outbox, Scheduler, manual_outbound, refusal
 from pipeline.api.queries import ApiStore, Cursor, InvalidCursor
 from pipeline.api.tail import TopicTail
 from pipeline.gateway.qr import png_qr
@@ -91,7 +92,7 @@ AccountPath = Annotated[str, Path(min_length=1, max_length=200, description="an 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
-        (400, "malformed JSON"),
+        (400, "malformed JSON, or a key twice in one object"),
         (401, "no token"),
         (403, "a wrong token"),
         (404, "unknown chat or account"),
@@ -279,15 +280,20 @@ async def post_message(
     ] = None,
 ) -> MessageAccepted:
     """Send ``text`` to ``chat_id`` by hand (kind ``manual`` on wa.outbound), now or at
-    ``send_at``. Over the chat's per-minute limit (the account's ``rate_chat_per_minute``,
-    else WABOT_RATE_CHAT_PER_MINUTE; counted over manual messages due in the 60 s up to
-    ``send_at``) the answer is 429 unless ``override_limits`` is true."""
+    ``send_at``. What the sink would refuse (``status@broadcast``, a blank text...) is 422
+    naming the field. Over the chat's per-minute limit (the account's
+    ``rate_chat_per_minute``, else WABOT_RATE_CHAT_PER_MINUTE; counted over manual messages
+    due in the 60 s up to ``send_at``) the answer is 429 unless ``override_limits`` is true.
+
+    ``Idempotency-Key``: the same key with the same request again answers as the first time
+    and sends nothing new; with another request it is 422 ``idempotency_key_reused``."""
     operator = _operator(request)
     key = f"{operator}|{idempotency_key}" if idempotency_key else None
+    fingerprint = _fingerprint(body)
     if key is not None:
         existing = await ctx.store.manual_by_key(key)
         if existing is not None:
-            return _accepted(existing)
+            return _replayed(existing, fingerprint)
     account_id = body.account_id
     chat = await ctx.store.chat(body.chat_id)
     if chat is None and account_id is None:
@@ -300,21 +306,27 @@ async def post_message(
     account_id = account_id or (chat.account_id if chat is not None else None)
     if not account_id:
         raise ApiError(422, "invalid", "account_id: the chat's account is unknown", "account_id")
-    now = datetime.now(UTC)
-    send_at = max(body.send_at.astimezone(UTC), now) if body.send_at else now
-    if send_at - now > timedelta(days=365):
-        raise ApiError(422, "invalid", "send_at: at most a year ahead", "send_at")
-    if not body.override_limits:
-        await _check_chat_limit(ctx, body.chat_id, account_id, send_at)
     outbound_id = (
         "manual-" + hashlib.sha256(key.encode()).hexdigest()[:24]
         if key
         else "manual-" + uuid.uuid4().hex[:24]
     )
+    try:
+        message = manual_outbound(outbound_id, body.chat_id, account_id, body.text)
+    except ValidationError as exc:
+        field, reason = refusal(exc)
+        raise ApiError(422, "invalid", reason, field) from None
+    now = datetime.now(UTC)
+    send_at = max(body.send_at, now) if body.send_at else now
+    if send_at - now > timedelta(days=365):
+        raise ApiError(422, "invalid", "send_at: at most a year ahead", "send_at")
+    if not body.override_limits:
+        await _check_chat_limit(ctx, body.chat_id, account_id, send_at)
     row, created = await ctx.store.add_manual(
         ManualMessageRow(
             outbound_id=outbound_id,
             idempotency_key=key,
+            request_sha256=fingerprint,
             chat_id=body.chat_id,
             account_id=account_id,
             text=body.text,
@@ -326,9 +338,11 @@ async def post_message(
             operator=operator,
         )
     )
-    if created and row.state == "sending":
+    if not created:  # a retry with the same key raced this one and stored first
+        return _replayed(row, fingerprint)
+    if row.state == "sending":
         try:
-            await ctx.outbox.outbound(outbound_for(row))
+            await ctx.outbox.outbound(message)
         except Exception as exc:
             # Stored: the scheduler produces it when the broker is back.
             log.warning("manual message %s held: %s", row.outbound_id, type(exc).__name__)
@@ -337,7 +351,7 @@ async def post_message(
         else:
             await ctx.store.mark_produced(row.outbound_id)
             row.state = "produced"
-    elif created:
+    else:
         ctx.scheduler.wake()
     log.info(
         "manual message %s for %s by %s (%s, priority %d)",
@@ -350,12 +364,40 @@ async def post_message(
     return _accepted(row)
 
 
+def _fingerprint(body: MessageIn) -> str:
+    """64 hex digits of SHA-256 over the canonical request: the method, the path and the
+    body as validated (defaults filled in, ids canonical, ``send_at`` in UTC), as JSON with
+    sorted keys. Two bodies that mean the same message have the same fingerprint."""
+    canonical = json.dumps(
+        {"method": "POST", "path": "/api/messages", "body": body.model_dump(mode="json")},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replayed(row: ManualMessageRow, fingerprint: str) -> MessageAccepted:
+    """The first answer to a retried request; 422 when the key came with another request
+    (rows stored before fingerprints were kept match any)."""
+    if row.request_sha256 is not None and row.request_sha256 != fingerprint:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was sent with another request; use a new key for a new message",
+            "header.Idempotency-Key",
+        )
+    return _accepted(row)
+
+
 def _accepted(row: ManualMessageRow) -> MessageAccepted:
+    state: Literal["scheduled", "produced", "failed"] = "scheduled"  # or "sending"
+    if row.state == "produced":
+        state = "produced"
+    elif row.state == "failed":
+        state = "failed"
     return MessageAccepted(
-        outbound_id=row.outbound_id,
-        state="produced" if row.state == "produced" else "scheduled",
-        send_at=row.send_at,
-        priority=row.priority,
+        outbound_id=row.outbound_id, state=state, send_at=row.send_at, priority=row.priority
     )
 
 
@@ -416,59 +458,70 @@ async def chat_messages(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> MessagePage:
     """The chat's messages, newest first, with their delivery status (``scheduled`` for a
-    manual message still held; those come first on the first page)."""
+    manual message still held, those first on the first page; ``failed`` with its
+    ``failure_reason`` for one that could never be sent, at its ``send_at``)."""
     chat_id = _valid_id(chat_id, "chat_id")
     bound = _before(before)
     await _known_chat(ctx, chat_id)
     rows = await ctx.store.messages(chat_id, before=bound, limit=limit)
+    failed = await ctx.store.failed_manual(chat_id, before=bound, limit=limit)
     held = [] if before is not None else await ctx.store.scheduled(chat_id)
-    messages = [
+    stored = [
         Message(
-            id=f"out|{m.outbound_id}",
-            direction="out",
-            at=m.send_at,
-            text=m.text,
-            kind="manual",
-            type=None,
-            event=None,
-            sender_id=None,
-            outbound_id=m.outbound_id,
-            turn_id=None,
-            priority=m.priority,
-            delivery_status="scheduled",
-            sent_at=None,
-            delivered_at=None,
-            read_at=None,
-            failed_at=None,
-            failure_reason=None,
+            id=row.id,
+            direction="in" if row.direction == "in" else "out",
+            at=row.at,
+            text=row.text,
+            kind=row.kind,
+            type=row.type,
+            event=row.event,
+            sender_id=row.sender_id,
+            outbound_id=row.outbound_id,
+            turn_id=row.turn_id,
+            priority=priority,
+            delivery_status=row.delivery_status,
+            sent_at=row.sent_at,
+            delivered_at=row.delivered_at,
+            read_at=row.read_at,
+            failed_at=row.failed_at,
+            failure_reason=row.failure_reason,
         )
-        for m in held
+        for row, priority in rows
     ]
-    for row, priority in rows:
-        messages.append(
-            Message(
-                id=row.id,
-                direction="in" if row.direction == "in" else "out",
-                at=row.at,
-                text=row.text,
-                kind=row.kind,
-                type=row.type,
-                event=row.event,
-                sender_id=row.sender_id,
-                outbound_id=row.outbound_id,
-                turn_id=row.turn_id,
-                priority=priority,
-                delivery_status=row.delivery_status,
-                sent_at=row.sent_at,
-                delivered_at=row.delivered_at,
-                read_at=row.read_at,
-                failed_at=row.failed_at,
-                failure_reason=row.failure_reason,
-            )
-        )
-    last = rows[-1][0] if len(rows) == limit else None
+    seen = {m.id for m in stored}
+    stored += [_manual(m, "failed") for m in failed if f"out|{m.outbound_id}" not in seen]
+    stored.sort(key=lambda m: (m.at or _EPOCH, m.id), reverse=True)
+    page = stored[:limit]
+    last = page[-1] if len(page) == limit else None
     following = Cursor(last.at or _EPOCH, last.id).encode() if last is not None else None
-    return MessagePage(chat_id=chat_id, messages=messages, next_before=following)
+    return MessagePage(
+        chat_id=chat_id,
+        messages=[_manual(m, "scheduled") for m in held] + page,
+        next_before=following,
+    )
+
+
+def _manual(row: ManualMessageRow, status: str) -> Message:
+    """A manual message the archive has no row of: held (``scheduled``) or ``failed``."""
+    return Message(
+        id=f"out|{row.outbound_id}",
+        direction="out",
+        at=row.send_at,
+        text=row.text,
+        kind="manual",
+        type=None,
+        event=None,
+        sender_id=None,
+        outbound_id=row.outbound_id,
+        turn_id=None,
+        priority=row.priority,
+        delivery_status=status,
+        sent_at=None,
+        delivered_at=None,
+        read_at=None,
+        failed_at=row.failed_at,
+        failure_reason=row.failure_reason,
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -488,7 +541,15 @@ def _before(value: str | None) -> datetime | Cursor | None:
             ) from None
     if parsed.tzinfo is None:
         raise ApiError(422, "invalid", "query.before: needs a time zone", "query.before")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(
+            422,
+            "invalid",
+            "query.before: out of range: must be within years 1 to 9999 in UTC",
+            "query.before",
+        ) from None
 
 
 async def _control(ctx: Context, control: ChatControl) -> None:
@@ -618,21 +679,27 @@ async def list_accounts(ctx: Ctx) -> AccountList:
 
 async def get_account_profile(ctx: Ctx, account_id: AccountPath) -> AccountProfile:
     account_id = _valid_id(account_id, "account_id")
-    row = await ctx.store.account(account_id)
-    if row is None and not await ctx.store.account_known(account_id):
+    await _known_account(ctx, account_id)
+    return _account(account_id, await ctx.store.account(account_id))
+
+
+async def _known_account(ctx: Context, account_id: str) -> None:
+    """404 when the store knows no such account (no profile, chat or gateway event)."""
+    if not await ctx.store.account_known(account_id):
         raise ApiError(404, "unknown_account", "the store knows no such account", "account_id")
-    return _account(account_id, row)
 
 
 async def put_account_profile(
     body: AccountProfileIn, request: Request, ctx: Ctx, account_id: AccountPath
 ) -> AccountProfile:
-    """Set the account's profile. It reaches the bot as a chat.control ``account_profile``
+    """Set the profile of an account the store knows (404 ``unknown_account`` otherwise,
+    as for GET). It reaches the bot as a chat.control ``account_profile``
     on every partition: ``system_prompt`` (a chat's persona still wins in its chat),
     ``model`` (the LLM model the account's chats are answered with), ``rate_chat_per_minute``
     (the bot's replies and, here, manual messages per chat and minute) and ``enabled``; a
     field left out (null) goes back to the worker's settings."""
     account_id = _valid_id(account_id, "account_id")
+    await _known_account(ctx, account_id)
     await _control(
         ctx,
         ChatControl(

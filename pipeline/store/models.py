@@ -25,8 +25,10 @@ The operator API (``pipeline/api``) owns three more tables, written by it alone:
 ``chat_profiles``    ``chat_id``: a chat's persona, enabled and pause as operators set them
 ``manual_messages``  ``outbound_id``: messages sent by hand, their priority, ``send_at`` and
                      ``state`` (``scheduled`` until due, ``sending`` while a request produces
-                     it to wa.outbound, then ``produced``); ``idempotency_key`` (``<token
-                     name>|<key>``) is unique
+                     it to wa.outbound, then ``produced``; ``failed`` with ``failed_at`` and
+                     ``failure_reason`` when it can never be sent); ``idempotency_key``
+                     (``<token name>|<key>``) is unique, ``request_sha256`` the fingerprint
+                     of the request that made it
 ===================  ========================================================================
 
 There are no foreign keys on purpose: the topics are read in parallel, so a delivery
@@ -278,7 +280,10 @@ class ChatProfileRow(Base):
 
 
 class ManualMessageRow(Base):
-    """A message an operator sent by hand; ``priority`` 1 (first) to 5 (last)."""
+    """A message an operator sent by hand; ``priority`` 1 (first) to 5 (last).
+
+    ``request_sha256``: 64 hex digits of SHA-256 over the canonical request (None for rows
+    stored before it was kept): a retry with the same idempotency key must match it."""
 
     __tablename__ = "manual_messages"
     __table_args__ = (Index("ix_manual_messages_state_send_at", "state", "send_at"),)
@@ -294,3 +299,6 @@ class ManualMessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     produced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     operator: Mapped[str | None] = mapped_column(String)
+    request_sha256: Mapped[str | None] = mapped_column(String)
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failure_reason: Mapped[str | None] = mapped_column(Text)

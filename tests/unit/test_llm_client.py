@@ -210,6 +210,18 @@ async def test_an_empty_completion_is_asked_again_once(standin: LLMStandin) -> N
     assert standin.stats.requests - before == 2
 
 
+async def test_an_invisible_completion_counts_as_empty(standin: LLMStandin) -> None:
+    standin.set_failures([Failure("invisible")])
+    client = _client(standin.base_url)
+    try:
+        completion = await _complete(client, _prompt(2))
+    finally:
+        await client.close()
+    assert [c.status for c in completion.calls] == ["retry", "ok"]
+    assert completion.calls[0].error == "empty completion"
+    assert completion.text.startswith("echo[")
+
+
 async def test_a_refused_connection_is_reported_as_refused_and_the_last_attempt_is_not_slept_after(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -410,6 +410,7 @@ def test_outbound_defaults() -> None:
     [
         ({"text": ""}, "at least 1 character"),
         ({"text": " \n "}, "blank"),
+        ({"text": "\u200b\u200d \ufeff"}, "blank"),
         ({"outbound_id": ""}, "at least 1 character"),
         ({"part": 2, "parts": 2}, "out of range"),
         ({"parts": 0}, "greater than or equal to 1"),
