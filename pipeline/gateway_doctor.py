@@ -39,6 +39,9 @@ GATEWAY_FUNCTIONS: tuple[str, ...] = (
     "WPP.conn.getMyUserLid",
     "WPP.contact.getPnLidEntry",
     "WPP.contact.list",
+    "WPP.chat.get",
+    "WPP.contact.queryWidExists",
+    "WPP.conn.isOnline",
 )
 """Every ``window.WPP`` function the gateway calls."""
 
