@@ -55,6 +55,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## test: lint, type checks, then every test (unit, integration on Apache Kafka and Tansu).
 test: lint

@@ -70,7 +70,7 @@ from bench.common import (
 )
 from pipeline.broker import free_port
 from pipeline.store.engine import shown
-from tests.databases import throwaway_postgres
+from pipeline.testing.postgres import throwaway_postgres
 
 TOKEN_NAME = "load"
 POST = "POST /api/messages"

@@ -45,6 +45,8 @@ from bench.common import (
 )
 from pipeline.store.engine import shown
 from pipeline.store.writer import StoreWriter
+from pipeline.testing.postgres import throwaway_postgres
+from pipeline.testing.store import snapshot
 from schemas import (
     DeliveryReceipt,
     GatewayEvent,
@@ -55,7 +57,6 @@ from schemas import (
     Turn,
 )
 from schemas.decision import decision_id_for
-from tests.databases import snapshot, throwaway_postgres
 
 ACCOUNT = "10000@c.us"
 KINDS: dict[str, Kind] = {

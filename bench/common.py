@@ -38,8 +38,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.broker import KafkaBroker, free_port
 from pipeline.settings import Settings, topic_keys
+from pipeline.testing.workers import WorkerProcess
 from schemas import InboundMessage
-from tests.workers import WorkerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 #: The ``faust`` command of this interpreter's environment.
@@ -365,7 +365,7 @@ class Bench:
 
 
 class BenchWorker(WorkerProcess):
-    """tests.workers.WorkerProcess, with another command line when ``argv`` is given."""
+    """pipeline.testing.workers.WorkerProcess, with another command line when ``argv`` is given."""
 
     def __init__(
         self, env: dict[str, str], log: Path, cwd: Path, argv: list[str] | None = None

@@ -78,7 +78,7 @@ from bench.common import (
     topic_size,
 )
 from pipeline.settings import topic_keys
-from tests.workers import WorkerProcess
+from pipeline.testing.workers import WorkerProcess
 
 MIB = 1024  # KiB
 

@@ -56,7 +56,7 @@ from bench.turn_cost import (
     record_lines,
     share_lines,
 )
-from tests.workers import WorkerProcess
+from pipeline.testing.workers import WorkerProcess
 
 
 async def measure_pipeline(

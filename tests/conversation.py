@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.llm_standin import StandinConfig, ThreadedStandin, run_in_thread
 from pipeline.settings import INTERNAL_TOPICS, topic_keys
+from pipeline.testing.workers import WorkerProcess
 from schemas import InboundMessage
 from tests.conftest import REPO, Broker
-from tests.workers import WorkerProcess
 
 ACCOUNT = "10000@c.us"
 _ids = itertools.count()

@@ -33,10 +33,10 @@ from pipeline.gateway.page import browsers_on
 from pipeline.llm_standin import Failure
 from pipeline.lookalike import LookalikeConfig
 from pipeline.lookalike.server import ThreadedLookalike, run_in_thread
+from pipeline.testing.workers import WorkerProcess
 from schemas import OutboundMessage
 from tests.conftest import REPO, Broker
 from tests.conversation import Conversation
-from tests.workers import WorkerProcess
 
 pytestmark = [pytest.mark.e2e]
 

@@ -31,9 +31,9 @@ from pipeline.gateway.messages import message_id_for
 from pipeline.gateway.page import CHROMIUM_ARGS, browsers_on
 from pipeline.lookalike import LookalikeConfig
 from pipeline.lookalike.server import ThreadedLookalike, run_in_thread
+from pipeline.testing.workers import WorkerProcess
 from tests.conftest import REPO, Broker
 from tests.conversation import Conversation
-from tests.workers import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from pipeline.settings import Settings
+from pipeline.testing.workers import WorkerProcess
 from schemas import ChatControl
 from tests.conftest import Broker
 from tests.conversation import ACCOUNT, Conversation, inbound
@@ -31,7 +32,6 @@ from tests.databases import (  # noqa: F401  (fixtures)
     postgres_server_fixture,
 )
 from tests.integration.test_api_store import TOKEN, ApiServer
-from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ import pytest
 
 from pipeline.broker import free_port
 from pipeline.metrics import metric_prefix
+from pipeline.testing.workers import FAUST
 from tests.conftest import REPO, Broker
 from tests.conversation import Conversation, inbound
 from tests.databases import (  # noqa: F401  (fixtures)
@@ -43,7 +44,6 @@ from tests.integration.test_store_archive import (
     produce,
     topics_of,
 )
-from tests.workers import FAUST
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import free_port
+from pipeline.testing.workers import FAUST
 from tests.conftest import REPO
-from tests.workers import FAUST
 
 pytestmark = pytest.mark.integration
 

@@ -27,10 +27,10 @@ from aiokafka import AIOKafkaProducer
 from pipeline.application import ROCKSDB_OPTIONS
 from pipeline.broker import free_port
 from pipeline.rebuild import state_digest
+from pipeline.testing.workers import FAUST
 from schemas import Ping
 from tests.conftest import REPO, Broker
 from tests.conversation import Conversation, inbound
-from tests.workers import FAUST
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.replay.report import load_run
+from pipeline.testing.workers import FAUST
 from schemas import InboundMessage
 from tests.conftest import REPO, Broker
 from tests.conversation import ACCOUNT, Conversation, inbound
-from tests.workers import FAUST
 
 pytestmark = pytest.mark.integration
 

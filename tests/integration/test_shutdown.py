@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.testing.workers import WorkerProcess
 from tests.conftest import REPO
-from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

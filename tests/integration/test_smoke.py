@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from pipeline.testing.workers import WorkerProcess
 from schemas import Ping, Pong
 from tests.conftest import REPO, Broker
-from tests.workers import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.testing.workers import FAUST
 from tests.conftest import REPO
-from tests.workers import FAUST
 
 
 @pytest.mark.parametrize("setting", ["WABOT_WEB_PORT", "WABOT_LOOKALIKE_PORT"])
