@@ -24,7 +24,8 @@ the run starts where the last commit ended misses a gap of one record (faust-str
 is already the next one to read) and is skipped before the first commit: one unfinished
 record with later ones of its partition acked was committed over, and lost if the worker
 died before finishing it. :meth:`TunedConsumer._new_offset` commits nothing for a partition
-while a tracked record below its acked offsets is unacked.
+while a tracked record below its acked offsets is unacked (records of partitions revoked
+since they were fetched do not count).
 
 Except ``wa.inbound`` of a live worker (``app.recent_start``): a consumer group with no
 committed offset there starts at the first record younger than ``ignore_older_than_s``
@@ -106,6 +107,14 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class TunedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> TunedConsumerThread:
         return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Faust forgets the revoked partitions' acks; records of them fetched before the
+        rebalance and never acked (a stage that drops its held records when partitions are
+        revoked) are forgotten too, or they would hold the partitions' commits for good
+        when they come back to this worker. Their next owner reads them again."""
+        await super().on_partitions_revoked(revoked)
+        self._unacked_messages -= {m for m in list(self._unacked_messages) if m.tp in revoked}
 
     #: Per commit: the lowest unacked offset of each partition (one pass over the records).
     _lowest_unacked: dict[Any, int] | None = None

@@ -71,6 +71,17 @@ class Stack:
         self.tmp = tmp
         self.gateways: list[WorkerProcess] = []
 
+    def close(self) -> None:
+        """Stop the gateways, the worker, the stand-in and the look-alike, and kill the
+        browsers left on this stack's profile (only those)."""
+        for gateway in self.gateways:
+            if gateway.proc is not None and gateway.proc.poll() is None:
+                gateway.stop()
+        self.conv.close()
+        self.lookalike.stop()
+        for pid in browsers_on(self.profile):
+            os.kill(pid, signal.SIGKILL)
+
     @property
     def gateway(self) -> WorkerProcess:
         return self.gateways[-1]
@@ -149,13 +160,7 @@ def stack(
         built.start_gateway()
         yield built
     finally:
-        for gateway in built.gateways:
-            if gateway.proc is not None and gateway.proc.poll() is None:
-                gateway.stop()
-        conv.close()
-        lookalike.stop()
-        for pid in browsers_on(built.profile):  # only browsers on this test's profile
-            os.kill(pid, signal.SIGKILL)
+        built.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

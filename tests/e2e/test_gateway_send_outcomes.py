@@ -13,7 +13,6 @@ committed every second, so a killed gateway replays only what was not finished.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +23,6 @@ import pytest
 import pytest_asyncio
 from aiokafka.partitioner import DefaultPartitioner
 
-from pipeline.gateway.page import browsers_on
 from pipeline.lookalike import LookalikeConfig
 from pipeline.lookalike.server import run_in_thread
 from schemas import OutboundMessage
@@ -59,13 +57,7 @@ def stack(kafka_broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Ite
         built.start_gateway()
         yield built
     finally:
-        for gateway in built.gateways:
-            if gateway.proc is not None and gateway.proc.poll() is None:
-                gateway.stop()
-        conv.close()
-        lookalike.stop()
-        for pid in browsers_on(built.profile):  # only browsers on this test's profile
-            os.kill(pid, signal.SIGKILL)
+        built.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -281,7 +273,11 @@ async def test_a_send_still_retrying_when_the_gateway_dies_is_sent_after_the_res
     ready.start_gateway()
     await ready.wait_state("ready")
     receipts = await outcome(ready, a1, settle=3.0)
-    assert statuses(receipts, a1) == ["sent"], of(receipts, a1)
+    # Sent once; a record the new gateway's consumer happens to read twice (fetched before
+    # and after its seek to the committed offset) is skipped, and says so.
+    a1_statuses = statuses(receipts, a1)
+    assert a1_statuses[:1] == ["sent"], of(receipts, a1)
+    assert set(a1_statuses[1:]) <= {"duplicate_skipped"}, of(receipts, a1)
     assert [m["body"] for m in ready.bot_messages(chat_a)] == [a1.text]
     assert [m["body"] for m in ready.bot_messages(chat_b)] == [b1.text]
     assert "sent" not in statuses(receipts, b1)[1:], of(receipts, b1)
