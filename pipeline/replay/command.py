@@ -89,8 +89,9 @@ def register_replay_commands(app: Any, settings: Settings) -> None:
         cleanup: str | None,
         stall_timeout: float,
     ) -> None:
-        """Rerun recorded conversations (wa.inbound) through guard, respond and apply_reply
-        in an isolated namespace, with other settings, and write a compare report."""
+        """Rerun recorded conversations (wa.inbound, with their chat.control records) through
+        guard, respond and apply_reply in an isolated namespace, with other settings, and
+        write a compare report."""
         # A broker that does not answer is said once, in our words, not in aiokafka's.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Hashable, Mapping
 from typing import TextIO
 
 
@@ -14,8 +15,23 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def records_done(
+    planned: Mapping[Hashable, int], committed: Mapping[Hashable, int]
+) -> tuple[int, int]:
+    """(records done, records in all) of a run's input, in one unit: records of its inbound
+    and control topics, messages and controls alike, as the run's first line counts them.
+
+    ``planned``: (topic, partition) -> records the run feeds there; ``committed``: the same
+    keys -> the consumer group's committed offset (a fresh topic's offsets count its
+    records; absent: nothing read). Done is capped per partition at what is planned, and the
+    total is the plan's, never the broker's idea of the topics at the time of asking.
+    """
+    done = sum(min(max(0, committed.get(key, 0)), records) for key, records in planned.items())
+    return done, sum(planned.values())
+
+
 class Progress:
-    """Records done of total, rate, ETA, and turns answered.
+    """Records done of total (:func:`records_done`), their rate and ETA, and turns answered.
 
     ``out`` is where it writes (stderr by default); ``tty`` overrides the terminal check;
     ``every_s`` is the gap between plain lines when not on a terminal.

@@ -2,8 +2,10 @@
 
 A replay run folder ``<data_dir>/replays/<run_id>/`` holds ``run.json`` (:class:`RunInfo`),
 ``turns.jsonl`` (one :class:`schemas.Turn` per line, in topic order), ``original.jsonl`` and
-``replayed.jsonl`` (one :class:`schemas.LLMResult` per line each; either may lack some turns).
-:func:`load_run` pairs the two results of every turn by ``turn_id``; :func:`write_report` writes
+``replayed.jsonl`` (one :class:`schemas.LLMResult` per line each; either may lack some turns),
+and what each side did with the messages besides answering them (:mod:`pipeline.replay.reasons`).
+:func:`load_run` pairs the two results of every turn by ``turn_id`` and says why a turn has a
+result on one side only; :func:`write_report` writes
 ``report.md`` and ``report.html`` (one self-contained page: inline CSS, no script, no network)
 into the folder; :func:`summary_line` is the one line a terminal shows at the end of a replay.
 
@@ -26,10 +28,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.replay.reasons import (
+    CONTROLS_FILE,
+    DECISIONS_FILES,
+    MESSAGES_FILE,
+    ORIGINAL_TURNS_FILE,
+    Side,
+    load_evidence,
+    missing_reason,
+)
 from schemas import LLMResult, Turn
 
 __all__ = [
+    "CONTROLS_FILE",
+    "DECISIONS_FILES",
     "FAILED_CALL_STATUSES",
+    "MESSAGES_FILE",
+    "ORIGINAL_TURNS_FILE",
     "ModelUsage",
     "Prices",
     "RunCounts",
@@ -47,7 +62,6 @@ __all__ = [
     "write_report",
 ]
 
-Side = Literal["original", "replayed"]
 SIDES: tuple[Side, Side] = ("original", "replayed")
 
 #: model name -> (USD per 1,000,000 prompt tokens, USD per 1,000,000 completion tokens).
@@ -70,11 +84,13 @@ REPORT_HTML = "report.html"
 
 
 class RunCounts(BaseModel):
-    """``run.json`` counts: inbound records replayed, dead letters, guard decisions that skipped."""
+    """``run.json`` counts: inbound records and operator controls replayed, dead letters, guard
+    decisions that skipped."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     inbound_records: int = Field(0, ge=0)
+    controls: int = Field(0, ge=0, description="chat.control records replayed")
     dead_letters: int = Field(0, ge=0)
     skipped: dict[str, int] = Field(default_factory=dict, description="decision -> turns")
 
@@ -142,13 +158,24 @@ class TurnPair:
     """One turn and the result of each side (``None``: that side has no result for the turn).
 
     ``in_turns`` is False for a turn known only from a result (not in ``turns.jsonl``); it is
-    listed after the others, with the turn the result carries.
+    listed after the others, with the turn the result carries. ``reasons``: for each side
+    without a result, why (:func:`pipeline.replay.reasons.missing_reason`).
     """
 
     turn: Turn
     original: LLMResult | None
     replayed: LLMResult | None
     in_turns: bool = True
+    reasons: Mapping[Side, str] = field(default_factory=dict)
+
+    @property
+    def one_side_only(self) -> Side | None:
+        """The side missing when exactly one side has a result, else None."""
+        if self.original is None and self.replayed is not None:
+            return "original"
+        if self.replayed is None and self.original is not None:
+            return "replayed"
+        return None
 
     def result(self, side: Side) -> LLMResult | None:
         """The result of ``side`` (``"original"`` or ``"replayed"``)."""
@@ -241,6 +268,18 @@ class RunData:
     def missing(self, side: Side) -> int:
         """Turns without a result on ``side``."""
         return sum(1 for p in self.pairs if p.result(side) is None)
+
+    def one_side_only(self) -> list[tuple[Side, str, int]]:
+        """Turns with a result on one side only, by (side missing, reason): the most
+        frequent first, then by side and reason."""
+        counts: dict[tuple[Side, str], int] = {}
+        for pair in self.pairs:
+            side = pair.one_side_only
+            if side is not None:
+                key = (side, pair.reasons.get(side, "unknown"))
+                counts[key] = counts.get(key, 0) + 1
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        return [(side, reason, n) for (side, reason), n in ordered]
 
     def totals(self, side: Side, prices: Prices | None = None) -> SideTotals:
         """The :class:`SideTotals` of ``side``, with cost when ``prices`` is given."""
@@ -382,16 +421,25 @@ def load_run(folder: Path) -> RunData:
         turns.append(turn)
     original = _load_results(folder / RESULT_FILES["original"], notes)
     replayed = _load_results(folder / RESULT_FILES["replayed"], notes)
-    pairs = [TurnPair(t, original.get(t.turn_id), replayed.get(t.turn_id)) for t in turns]
+    evidence = load_evidence(folder, turns)
+    evidence.add_turns("original", (result.turn for result in original.values()))
+    evidence.add_turns("replayed", (result.turn for result in replayed.values()))
+
+    def pair(turn: Turn, in_turns: bool = True) -> TurnPair:
+        sides = {"original": original.get(turn.turn_id), "replayed": replayed.get(turn.turn_id)}
+        reasons: dict[Side, str] = {
+            side: missing_reason(turn, side, evidence) for side in SIDES if sides[side] is None
+        }
+        return TurnPair(turn, sides["original"], sides["replayed"], in_turns, reasons)
+
+    pairs = [pair(t) for t in turns]
     extra = 0
     for results in (original, replayed):
         for turn_id, result in results.items():
             if turn_id not in seen:
                 seen.add(turn_id)
                 extra += 1
-                pairs.append(
-                    TurnPair(result.turn, original.get(turn_id), replayed.get(turn_id), False)
-                )
+                pairs.append(pair(result.turn, in_turns=False))
     if extra:
         notes.append(f"{extra} result turn(s) not in {TURNS_FILE}: listed last")
     return RunData(folder=folder, info=info, pairs=pairs, notes=notes)
@@ -546,6 +594,7 @@ def render_markdown(run: RunData, prices: Prices | None = None) -> str:
         "- overrides: "
         + (", ".join(f"{_md(k)}={_md(v)}" for k, v in sorted(info.overrides.items())) or "none"),
         f"- inbound records: {_int(info.counts.inbound_records)}",
+        f"- operator controls: {_int(info.counts.controls)}",
         f"- dead letters: {_int(info.counts.dead_letters)}",
         "- skipped decisions: "
         + (
@@ -566,6 +615,13 @@ def render_markdown(run: RunData, prices: Prices | None = None) -> str:
             ["missing replayed", _int(r.missing)],
         ],
     )
+    one_side = run.one_side_only()
+    if one_side:
+        out += ["", "## One side only", ""]
+        out += _md_table(
+            ["", "why", "turns"],
+            [[f"no {side} result", _md(reason), _int(n)] for side, reason, n in one_side],
+        )
     out += ["", "## By side", ""]
     out += _md_table(["", "original", "replayed", "delta"], _side_rows(o, r, prices))
     out += ["", "## Tokens and cost by model", ""]
@@ -607,6 +663,9 @@ def _md_turn(index: int, pair: TurnPair) -> list[str]:
     extra = "" if pair.in_turns else " · not in turns.jsonl"
     lines = [f"### {index}. {_md(turn.chat_id)} · seq {turn.seq} · {mark}{extra}", ""]
     lines += ["> " + _md(turn.text), ""]
+    lines += [f"No {side} result: {_md(reason)}.  " for side, reason in pair.reasons.items()]
+    if pair.reasons:
+        lines.append("")
 
     def cell(m: SideMetrics | None, value: str) -> str:
         return "*missing*" if m is None else value
@@ -710,6 +769,7 @@ border:1px solid var(--line);border-radius:8px;padding:12px 16px;margin:0}
 .card.chg{border-color:var(--chg);background:var(--chg-bg)}
 .tables{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1.4fr);gap:16px;align-items:start}
 table.usage td:nth-child(2),table.usage th:nth-child(2){text-align:left}
+table.one-side td:nth-child(2),table.one-side th:nth-child(2){text-align:left;white-space:normal}
 table.num{width:100%;border-collapse:collapse;background:var(--card);border:1px solid var(--line);
 border-radius:8px;overflow:hidden;font-variant-numeric:tabular-nums}
 table.num th,table.num td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:right;
@@ -884,9 +944,11 @@ def _html_turn(index: int, pair: TurnPair) -> str:
 
     def cell(side: Side, m: SideMetrics | None, body: str, other: SideMetrics | None) -> str:
         if m is None:
+            why = pair.reasons.get(side)
+            because = f': <span class="why">{_h(why)}</span>' if why else ""
             return (
                 f'<td class="side missing" data-side="{side}">'
-                f'<span class="label">{side}</span>no {side} result for this turn</td>'
+                f'<span class="label">{side}</span>no {side} result for this turn{because}</td>'
             )
         return (
             f'<td class="side" data-side="{side}"><span class="label">{side}</span>'
@@ -933,6 +995,7 @@ def render_html(run: RunData, prices: Prices | None = None) -> str:
         ("source app", _h(info.source_app) or '<span class="na">n/a</span>'),
         ("created", _h(info.created_at.isoformat(timespec="seconds"))),
         ("inbound records", _int(info.counts.inbound_records)),
+        ("operator controls", _int(info.counts.controls)),
         ("dead letters", _int(info.counts.dead_letters)),
         ("skipped decisions", skipped),
     ]
@@ -983,6 +1046,16 @@ def render_html(run: RunData, prices: Prices | None = None) -> str:
             '<p class="notes">Errors count LLM calls with status error or retry. Latency per'
             " turn sums its calls.</p>"
         )
+    one_side = ""
+    if run.one_side_only():
+        one_side = "<h2>One side only</h2>" + _html_num_table(
+            ["one side only", "why", "turns"],
+            [
+                [f"no {_h(side)} result", f'<span class="why">{_h(reason)}</span>', _int(n)]
+                for side, reason, n in run.one_side_only()
+            ],
+            "num one-side",
+        )
     turns = "".join(_html_turn(i, p) for i, p in enumerate(run.pairs, start=1))
     csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
     page = [
@@ -1001,6 +1074,7 @@ def render_html(run: RunData, prices: Prices | None = None) -> str:
         _html_usage_table(run, prices),
         "</div>",
         price_note,
+        one_side,
         notes,
         '<input type="checkbox" id="only-changed">',
         '<div class="filter"><h2>Turns</h2>',

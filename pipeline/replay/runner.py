@@ -1,26 +1,29 @@
-"""One replay run: namespace, copy, a real worker, progress, results, cleanup.
+"""One replay run: namespace, input, a real worker, progress, results, cleanup.
 
-A run reruns recorded ``wa.inbound`` traffic through the same guard, respond and
-apply_reply code as the live bot: it starts ``faust -A pipeline worker`` with another
-app id (so another consumer group, other tables and changelogs, other internal topics)
-and with every public topic it writes renamed into the run's namespace. Every name of a
-run starts with ``{source app id}-replay-{run id}``, so the live bot's state, its outbound
-topic and its browser are out of reach, and cleaning up is deleting that prefix.
+A run reruns recorded ``wa.inbound`` traffic, with the recorded ``chat.control`` records of
+its chats (operator pauses, resumes, chat and account profiles), through the same guard,
+respond and apply_reply code as the live bot: it starts ``faust -A pipeline worker`` with
+another app id (so another consumer group, other tables and changelogs, other internal
+topics) and with every public topic it writes renamed into the run's namespace. Every name
+of a run starts with ``{source app id}-replay-{run id}``, so the live bot's state, its
+outbound topic and its browser are out of reach, and cleaning up is deleting that prefix.
 
-Steps: copy the selected records into the namespace's inbound topic (same partitions,
-keys, values and timestamps); for ``--context original`` write the live bot's recorded
-replies of those chats to ``original.jsonl``; start the worker (no gateway, bursts
-closed by message time only); watch the run's consumer group until every inbound record
-is committed; send each chat a flush tick so its last burst closes; wait until every
-turn is answered and applied; read the results into the run folder; write the report;
-stop the worker; delete the namespace unless ``--keep``. Ctrl-C stops the worker and
-keeps everything for ``--resume`` or ``--cleanup``.
+Steps: find the selected messages and the controls of their chats; write the run folder's
+record of that input and of the live side (its replies, turns and guard decisions for those
+chats, for ``--context original`` and the report); start the worker (no gateway, bursts
+closed by message time only); feed it the input in the recorded order of each partition
+(:mod:`pipeline.replay.feed`: same partitions, keys, values and timestamps; a control once
+everything before it is done); once every record is read, send each chat a flush tick so its
+last burst closes; wait until every turn is answered and applied; read the results into the
+run folder; write the report; stop the worker; delete the namespace unless ``--keep``.
+Ctrl-C stops the worker and keeps everything for ``--resume`` or ``--cleanup``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -30,26 +33,40 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.broker import free_port
-from pipeline.replay.progress import Progress
+from pipeline.replay.feed import GUARD_STATE_TABLE, Feeder, FeedTopics
+from pipeline.replay.progress import Progress, records_done
 from pipeline.replay.records import (
+    ControlInput,
     GroupWatch,
-    copy_selection,
     delete_namespace,
     flush_bursts,
     partition_count,
     read_topic,
+    recorded_controls,
+    scan_selection,
 )
-from pipeline.replay.report import RUN_FILE, summary_line, write_report
+from pipeline.replay.report import (
+    CONTROLS_FILE,
+    DECISIONS_FILES,
+    MESSAGES_FILE,
+    ORIGINAL_TURNS_FILE,
+    RESULT_FILES,
+    RUN_FILE,
+    TURNS_FILE,
+    summary_line,
+    write_report,
+)
 from pipeline.replay.selection import Selection, SelectionError
 from pipeline.settings import (
     INTERNAL_TOPICS,
@@ -59,7 +76,7 @@ from pipeline.settings import (
     load_settings,
     topic_keys,
 )
-from schemas import LLMCall, LLMResult
+from schemas import GuardDecision, LLMCall, LLMResult, Turn
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +106,17 @@ class RunState(BaseModel):
     overrides: dict[str, str] = Field(default_factory=dict)
     partitions: int
     chats: dict[str, int] = Field(default_factory=dict, description="chat id -> partition")
+    selected: dict[str, Any] = Field(
+        default_factory=dict, description="the Selection (Selection.as_dict), for --resume"
+    )
+    bounds: dict[int, tuple[int, int]] = Field(
+        default_factory=dict,
+        description="partition -> offsets [start, end) of the recorded wa.inbound read",
+    )
+    planned: dict[str, dict[int, int]] = Field(
+        default_factory=dict,
+        description="records to feed: 'inbound' and 'control' -> partition -> records",
+    )
     status: Literal["copying", "running", "interrupted", "failed", "done"] = "copying"
     namespace_deleted: bool = False
     counts: dict[str, Any] = Field(default_factory=dict)
@@ -247,35 +275,89 @@ class ReplayRun:
         return env
 
     # -- preparing -----------------------------------------------------------------
-    async def prepare(self, selection: Selection) -> int:
-        """Copy the selection into the namespace and record the original replies;
-        return the records copied. Raises SelectionError, ReplayError."""
+    async def prepare(self, selection: Selection) -> tuple[int, int]:
+        """Find the selection's messages and the recorded controls of its chats, create the
+        run's inbound and control topics, and write the run folder's record of the input
+        and of the live side (replies, turns, decisions); return (messages, controls) to
+        feed. Nothing is fed yet (see :mod:`pipeline.replay.feed`). Raises SelectionError,
+        ReplayError."""
         s = self.settings
         bootstrap = s.bootstrap_servers
         source = s.topic("inbound")
         self.state.partitions = await partition_count(bootstrap, source)
-        await _create_topic(bootstrap, self.topic("inbound"), self.state.partitions, s)
-        copied = await copy_selection(bootstrap, source, self.topic("inbound"), selection)
-        self.state.chats = copied.chats
-        self.state.counts["inbound_records"] = copied.total
-        # The live bot's replies to these chats, from a little before the first record
-        # (a turn's reply is produced after its messages) to now.
-        since = (copied.first_ms or 0) - 60_000
-        original_topic = f"{self.state.source_app}-{s.topic_llm_results}"
-        originals = 0
-        with (self.folder / "original.jsonl").open("w", encoding="utf-8") as out:
-            for record in await read_topic(bootstrap, original_topic, since):
-                try:
-                    result = LLMResult.model_validate_json(record.value)
-                except ValidationError:
-                    continue
-                if result.turn.chat_id in copied.chats:
-                    out.write(result.model_dump_json() + "\n")
-                    originals += 1
-        self.state.counts["original_results"] = originals
+        for key in ("inbound", "control"):
+            await _create_topic(bootstrap, self.topic(key), self.state.partitions, s)
+        selected = await scan_selection(bootstrap, source, selection)
+        until_ms = None if selection.until is None else int(selection.until.timestamp() * 1000)
+        controls = await recorded_controls(bootstrap, s.topic("control"), selected, until_ms)
+        self.state.chats = selected.chats
+        self.state.selected = selection.as_dict()
+        self.state.bounds = selected.bounds
+        planned_controls: dict[int, int] = {}
+        for control in controls:
+            planned_controls[control.partition] = planned_controls.get(control.partition, 0) + 1
+        self.state.planned = {"inbound": dict(selected.counts), "control": planned_controls}
+        self.state.counts["inbound_records"] = selected.total
+        self.state.counts["controls"] = len(controls)
+        _write_lines(self.folder / MESSAGES_FILE, (json.dumps(m) for m in selected.messages))
+        _write_lines(self.folder / CONTROLS_FILE, (c.to_json() for c in controls))
+        # The live bot's side of these chats, from a little before the first record (a
+        # turn's reply is produced after its messages) to now.
+        since = (selected.first_ms or 0) - 60_000
+        source_app = self.state.source_app
+        live: list[tuple[str, str, type[LLMResult] | type[Turn] | type[GuardDecision], str]] = [
+            (
+                RESULT_FILES["original"],
+                f"{source_app}-{s.topic_llm_results}",
+                LLMResult,
+                "original_results",
+            ),
+            (ORIGINAL_TURNS_FILE, f"{source_app}-{s.topic_turns}", Turn, "original_turns"),
+            (
+                DECISIONS_FILES["original"],
+                s.topic("decisions"),
+                GuardDecision,
+                "original_decisions",
+            ),
+        ]
+        for name, topic, model, counted in live:
+            lines = []
+            for record in await read_topic(bootstrap, topic, since):
+                with contextlib.suppress(ValidationError):
+                    value = model.model_validate_json(record.value)
+                    turn = value.turn if isinstance(value, LLMResult) else value
+                    if turn.chat_id in selected.chats:
+                        lines.append(value.model_dump_json())
+            _write_lines(self.folder / name, lines)
+            self.state.counts[counted] = len(lines)
         self.state.status = "running"
         self.save()
-        return copied.total
+        return selected.total, len(controls)
+
+    def feeder(self) -> Feeder:
+        """The run's :class:`Feeder` (after :meth:`prepare`, also when resuming)."""
+        try:
+            selection = Selection.from_dict(self.state.selected)
+            lines = (self.folder / CONTROLS_FILE).read_text(encoding="utf-8").splitlines()
+            controls = [ControlInput.from_json(line) for line in lines if line.strip()]
+        except (OSError, SelectionError, ValueError, KeyError) as exc:
+            raise ReplayError(f"run {self.state.run_id} has no readable input: {exc}") from None
+        topics = FeedTopics(
+            source=self.settings.topic("inbound"),
+            inbound=self.topic("inbound"),
+            control=self.topic("control"),
+            ticks=self.topic("guard_ticks"),
+            turns=self.topic("turns"),
+            guard_state=f"{self.state.app_id}-{GUARD_STATE_TABLE}-changelog",
+        )
+        return Feeder(
+            self.settings.bootstrap_servers,
+            topics,
+            selection,
+            self.state.bounds,
+            controls,
+            self.state.app_id,
+        )
 
     # -- running -----------------------------------------------------------------
     def start_worker(self) -> None:
@@ -313,12 +395,20 @@ class ReplayRun:
     async def watch(
         self, progress: Progress, stop: asyncio.Event, stall_timeout_s: float
     ) -> Literal["done", "interrupted"]:
-        """Follow the run's consumer group until every record is answered and applied.
-        Raises ReplayError when the worker dies or nothing moves for ``stall_timeout_s``."""
+        """Feed the run's input and follow its consumer group until every record is read
+        and every turn answered and applied. Raises ReplayError when the worker dies or
+        nothing moves for ``stall_timeout_s``."""
+        feeder = self.feeder()
         watch = GroupWatch(self.settings.bootstrap_servers, self.state.app_id)
         await watch.start()
-        inbound = [self.topic("inbound")]
-        chain = [self.topic(k) for k in ("inbound", "guard_ticks", "turns", "llm_results")]
+        feeding = asyncio.create_task(feeder.run())
+        planned = {
+            TopicPartition(self.topic(key), int(partition)): records
+            for key in ("inbound", "control")
+            for partition, records in self.state.planned.get(key, {}).items()
+        }
+        keys = ("inbound", "control", "guard_ticks", "turns", "llm_results")
+        chain = [self.topic(k) for k in keys]
         flushed = False
         settled = 0
         last_move, last_seen = time.monotonic(), (-1, -1, -1)
@@ -331,11 +421,13 @@ class ReplayRun:
                         f"the replay worker exited with {self.worker.returncode}; "
                         f"see {self.folder / 'worker.log'}:\n{self.worker_log_tail()}"
                     )
-                done, total = await watch.lag(inbound)
+                if feeding.done():
+                    feeding.result()  # the feeder's error, if it had one
+                done, total = records_done(planned, await watch.committed(planned))
                 applied, _ = await watch.lag([self.topic("llm_results")])
                 _, turns = await watch.lag([self.topic("turns")])
                 progress.update(done, total, answered=applied, turns=turns)
-                if done >= total and not flushed:
+                if feeding.done() and done >= total and not flushed:
                     await flush_bursts(
                         self.settings.bootstrap_servers, self.topic("guard_ticks"), self.state.chats
                     )
@@ -356,16 +448,24 @@ class ReplayRun:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
         finally:
+            feeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeding
             await watch.stop()
 
     # -- results -------------------------------------------------------------------
     async def collect(self) -> None:
-        """Write the run's turns and replies to the folder and count dead letters and
-        skipped turns (``run.json``)."""
+        """Write the run's turns, replies and guard decisions to the folder and count dead
+        letters and skipped turns (``run.json``)."""
         bootstrap = self.settings.bootstrap_servers
         turns = await read_topic(bootstrap, self.topic("turns"))
         results = await read_topic(bootstrap, self.topic("llm_results"))
-        for name, records in (("turns.jsonl", turns), ("replayed.jsonl", results)):
+        decisions = await read_topic(bootstrap, self.topic("decisions"))
+        for name, records in (
+            (TURNS_FILE, turns),
+            (RESULT_FILES["replayed"], results),
+            (DECISIONS_FILES["replayed"], decisions),
+        ):
             with (self.folder / name).open("w", encoding="utf-8") as out:
                 for record in records:
                     out.write(record.value.decode() + "\n")
@@ -397,6 +497,21 @@ class ReplayRun:
         self.state.namespace_deleted = True
         self.save()
         return deleted
+
+
+def selected_line(run_id: str, messages: int, controls: int, chats: int) -> str:
+    """The line a run starts with. It counts records, messages and controls together, the
+    unit of the progress bar that follows (``Progress``, :func:`records_done`)."""
+    return (
+        f"replay {run_id}: {messages + controls:,} records ({messages:,} messages, "
+        f"{controls:,} controls) of {chats:,} chats to replay, each chat in its recorded order"
+    )
+
+
+def _write_lines(path: Path, lines: Iterable[str]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for line in lines:
+            out.write(line + "\n")
 
 
 async def _create_topic(bootstrap: list[str], name: str, partitions: int, s: Settings) -> None:
@@ -438,11 +553,8 @@ async def run_replay(
     try:
         try:
             if selection is not None:
-                total = await run.prepare(selection)
-                echo(
-                    f"replay {run.state.run_id}: {total} records of "
-                    f"{len(run.state.chats)} chats copied to {run.topic('inbound')}"
-                )
+                messages, controls = await run.prepare(selection)
+                echo(selected_line(run.state.run_id, messages, controls, len(run.state.chats)))
             run.state.status = "running"
             run.save()
             run.start_worker()

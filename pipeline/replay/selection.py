@@ -9,8 +9,10 @@ name partitions directly (``3:100-200`` is offsets 100 to 199 of partition 3).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from schemas import InvalidChatIdError, canonical_chat_id
 
@@ -120,6 +122,29 @@ class Selection:
         if self.chats:
             return key is not None and key.decode(errors="replace") in self.chats
         return True
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (``run.json``), read back by :meth:`from_dict`."""
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "chats": sorted(self.chats),
+            "offsets": [str(r) for r in self.offsets],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Selection:
+        """The selection :meth:`as_dict` wrote; raises SelectionError on a malformed one."""
+        try:
+            since, until = data.get("since"), data.get("until")
+            return cls(
+                datetime.fromisoformat(since) if since else None,
+                datetime.fromisoformat(until) if until else None,
+                frozenset(str(c) for c in data.get("chats", ())),
+                tuple(OffsetRange.parse(str(o)) for o in data.get("offsets", ())),
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise SelectionError(f"not a stored selection: {exc}") from None
 
     def describe(self) -> str:
         """One line for logs and the report, e.g. ``2026-11-29T00:00Z .. now, 2 chats``."""
