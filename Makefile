@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 FAUST  := $(BIN)/faust
 
-.PHONY: dev test lint stop status install wajs dashboard
+.PHONY: dev test lint docs stop status install wajs dashboard
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wabot needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -57,6 +57,12 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## test: lint, type checks, then every test (unit, integration on Apache Kafka and Tansu).
-test: lint
+## docs: the documentation site (MkDocs + Material, offline) into build/site; fails on any
+## broken link or anchor.
+docs: $(VENV)/.installed-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
+
+## test: lint, type checks, the docs site, then every test (unit, integration on Apache Kafka
+## and Tansu, e2e in Chromium).
+test: lint docs
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ appear after its message is produced and finds it with the search box; opens it 
 and the bot's reply), pauses the bot (the next message gets no reply on wa.outbound) and sends
 a message by hand (a ``manual`` record on wa.outbound). The page must load nothing but the
 API's own files and break no Content-Security-Policy rule. The screenshot after that traffic
-goes to ``docs/dashboard.png`` (README, "Dashboard").
+goes to ``docs/dashboard.png`` (the docs' "Dashboard" page).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The replay compare report in real Chromium: offline, escaped, two columns; README screenshot.
+"""The replay compare report in real Chromium: offline, escaped, two columns; the docs' screenshot.
 
 The page is opened from a file:// URL with every other request aborted and recorded: the report
 must need nothing but itself. The screenshot of the demo run goes to ``docs/replay-report.png``.

@@ -1,7 +1,7 @@
 """The replay compare report: pairing, totals, percentiles, cost, Markdown and HTML escaping.
 
 Run folders are built in tmp_path from real ``schemas`` records. :func:`demo_run` is the run the
-e2e test opens in Chromium (and screenshots for the README); its numbers are worked out by hand
+e2e test opens in Chromium (and screenshots for the docs); its numbers are worked out by hand
 below, so the report is checked against arithmetic, not against itself.
 """
 
