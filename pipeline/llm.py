@@ -38,6 +38,7 @@ import openai
 from agents.text_limits import cut_text
 from schemas import LLMCall
 from schemas.fields import is_blank
+from tables import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -183,11 +184,6 @@ def _room_and_used(text: str) -> tuple[int, int] | None:
         fits = n - int(match["c"]) if room == "n-c" else n
         return fits, m
     return None
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token, as tables.windows estimates; only used for ratios."""
-    return len(text) // 4 + 1
 
 
 def entries_to_drop(
