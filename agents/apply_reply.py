@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WindowConfig:
-    max_entries: int = 20
-    token_budget: int = 3000
-    idle_expiry_s: float = 86400.0
+    """Built from the settings by :func:`pipeline.config.stages.window_config`; no defaults here."""
+
+    max_entries: int
+    token_budget: int
+    idle_expiry_s: float
 
 
 def outbound_id(turn_id: str, part: int) -> str:

@@ -1,7 +1,7 @@
 """Per-task context shared by all agents (not an agent itself).
 
 ``trace_id_var`` holds the trace_id of the record a task is processing; the log filter
-in pipeline.logs reads it, so every line logged during that work carries the id.
+in pipeline.observability.logs reads it, so every line logged during that work carries the id.
 """
 
 from __future__ import annotations

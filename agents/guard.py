@@ -152,27 +152,29 @@ FATES: dict[MessageType, MessageFate] = {
 
 @dataclass(frozen=True)
 class GuardConfig:
-    burst_quiet_s: float = 1.5
-    ignore_older_than_s: float = 900.0
-    takeover_pause_s: float = 1800.0
-    allow_list: frozenset[str] = frozenset()
-    block_list: frozenset[str] = frozenset()
-    group_prefix: str = "!bot"
-    dedupe_window: int = 500
-    rate_chat_per_minute: int = 6
-    rate_sender_per_day: int = 200
-    daily_token_budget: int = 0
-    loop_max_bot_replies: int = 20
-    loop_quiet_reset_s: float = 600.0
-    limit_notice: str = "I'll answer again in a little while."
+    """Built from the settings by :func:`pipeline.config.stages.guard_config`; no defaults here."""
+
+    burst_quiet_s: float
+    ignore_older_than_s: float
+    takeover_pause_s: float
+    allow_list: frozenset[str]
+    block_list: frozenset[str]
+    group_prefix: str
+    dedupe_window: int
+    rate_chat_per_minute: int
+    rate_sender_per_day: int
+    daily_token_budget: int
+    loop_max_bot_replies: int
+    loop_quiet_reset_s: float
+    limit_notice: str
     #: Sent at most once per chat and UTC day (of the message's time) for an unreadable message.
-    unreadable_notice: str = "I can only read text messages."
-    unreadable_notice_enabled: bool = True
+    unreadable_notice: str
+    unreadable_notice_enabled: bool
     #: A turn's text at most this long, code points (WABOT_LLM_MAX_MESSAGE_CHARS); each
     #: message is cut on its own, the last one kept first (:func:`agents.text_limits.fit_messages`).
-    max_turn_chars: int = 4000
+    max_turn_chars: int
     #: A replay: bursts close by message time and flush ticks only, never by the clock.
-    replay: bool = False
+    replay: bool
 
 
 @dataclass

@@ -88,11 +88,13 @@ class Completer(Protocol):
 
 @dataclass(frozen=True)
 class RespondConfig:
+    """Built from the settings by :func:`pipeline.config.stages.respond_config` (no defaults)."""
+
     system_prompt: str
-    max_in_flight: int = 256
-    max_reply_chars: int = 1500
-    context_idle_expiry_s: float = 86400.0
-    previous_turn_timeout_s: float = 120.0
+    max_in_flight: int
+    max_reply_chars: int
+    context_idle_expiry_s: float
+    previous_turn_timeout_s: float
 
 
 _CLUSTER = regex.compile(r"\X")

@@ -12,15 +12,15 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.application import PipelineApp
-    from pipeline.settings import Settings
+    from pipeline.application.app import PipelineApp
+    from pipeline.config.settings import Settings
 
 _app: PipelineApp | None = None
 
 
 def settings_or_exit(prog: str = "wabot") -> Settings:
     """Settings from the environment, or exit 2 with one line naming the bad variable."""
-    from pipeline.settings import ConfigError, load_settings
+    from pipeline.config.settings import ConfigError, load_settings
 
     try:
         return load_settings()
@@ -47,8 +47,8 @@ def get_app() -> PipelineApp:
     """Build the app from the environment once; exit with a clear line on bad config."""
     global _app
     if _app is None:
-        from pipeline.application import create_app
-        from pipeline.commands import register_commands
+        from pipeline.application.wiring import create_app
+        from pipeline.cli import register_commands
 
         settings = settings_or_exit()
         use_event_loop(settings.event_loop)

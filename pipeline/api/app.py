@@ -25,10 +25,10 @@ from pipeline.api.outbox import Outbox, Scheduler
 from pipeline.api.queries import ApiStore
 from pipeline.api.routes import Context, install_routes
 from pipeline.api.tail import TopicTail
-from pipeline.settings import Settings
+from pipeline.api.tokens import api_tokens
+from pipeline.config.settings import Settings
 from pipeline.store import schema
 from pipeline.store.engine import create_engine, database_url, shown
-from pipeline.web_auth import api_tokens
 
 __all__ = ["create_api"]
 

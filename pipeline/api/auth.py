@@ -1,7 +1,7 @@
 """Bearer tokens and the per-token request limit of the operator API.
 
 Tokens are WABOT_API_TOKENS (name -> secret; with none set, the one in
-``<data_dir>/api-token``, as for the worker's web views: :mod:`pipeline.web_auth`). Each
+``<data_dir>/api-token``, as for the worker's web views: :mod:`pipeline.api.tokens`). Each
 request's ``Authorization: Bearer <token>`` is compared with every token in constant time
 (:func:`hmac.compare_digest`): 401 without a token, 403 with a wrong one. Each token may make
 ``per_minute`` requests a minute (a fixed window per UTC minute; 0: no limit), then 429 with
@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.security import HTTPBearer
 
 from pipeline.api.errors import ApiError
-from pipeline.web_auth import token_name
+from pipeline.api.tokens import token_name
 
 __all__ = ["Auth", "RequestLimit", "bearer_scheme"]
 

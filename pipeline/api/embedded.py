@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import Any
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 __all__ = ["install_api"]
 

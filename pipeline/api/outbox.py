@@ -35,10 +35,10 @@ from aiokafka.errors import (
 from pydantic import ValidationError
 
 from pipeline.api.queries import ApiStore
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.kafka.setup import TopicSpec, ensure_topics
 from pipeline.store.models import ManualMessageRow
 from pipeline.store.writer import is_unavailable
-from pipeline.topic_setup import TopicSpec, ensure_topics
 from schemas import ChatControl, DeadLetter, OutboundMessage
 
 __all__ = [

@@ -53,8 +53,8 @@ from pipeline.api.models import (
 from pipeline.api.outbox import Outbox, Scheduler, manual_outbound, refusal
 from pipeline.api.queries import ApiStore, Cursor, InvalidCursor
 from pipeline.api.tail import TopicTail
+from pipeline.config.settings import Settings
 from pipeline.gateway.qr import png_qr
-from pipeline.settings import Settings
 from pipeline.store.models import AccountRow, ManualMessageRow
 from schemas import ChatControl
 

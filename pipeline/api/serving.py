@@ -22,7 +22,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 __all__ = ["TimedH11Protocol", "server_config"]
 

@@ -8,7 +8,7 @@ from pipeline.broker.embedded import EmbeddedBroker
 from pipeline.broker.kafka import KafkaBroker
 from pipeline.broker.process import BrokerInfo, ManagedBroker, free_port, port_in_use
 from pipeline.broker.readiness import BrokerError, metadata_ok, wait_ready
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 BrokerKind = Literal["embedded", "kafka"]
 KINDS: tuple[BrokerKind, ...] = ("embedded", "kafka")

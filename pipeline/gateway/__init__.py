@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.application import PipelineApp
+    from pipeline.application.app import PipelineApp
 
 _app: PipelineApp | None = None
 
@@ -19,7 +19,7 @@ def get_app() -> PipelineApp:
     global _app
     if _app is None:
         from pipeline import settings_or_exit
-        from pipeline.application import create_gateway_app
+        from pipeline.application.wiring import create_gateway_app
 
         _app = create_gateway_app(settings_or_exit("wabot gateway"))
     return _app

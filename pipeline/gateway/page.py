@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,29 @@ class WhatsAppRefusedError(Exception):
     """WA-JS raised (a bad chat id, a send WhatsApp refused); the message is WA-JS's."""
 
 
+DRIVER_SESSION = Path(__file__).with_name("driver_session.sh")
+
+
+def own_session_driver() -> None:
+    """Start Playwright's driver (and so Chromium) in a session of its own from now on.
+
+    A terminal's Ctrl-C is SIGINT to the whole foreground process group: the driver died with
+    the worker's first signal, so the gateway saw its page close ("restarting the browser")
+    and Playwright's pending calls failed with "Connection closed while reading from the
+    driver" while the worker was still stopping in order. The worker stops the browser
+    itself; a worker killed outright closes the driver's stdin, and the driver then closes
+    Chromium. Uses ``PLAYWRIGHT_NODEJS_PATH`` (Playwright's setting for the Node.js it runs)
+    and leaves one set by the user alone; POSIX only."""
+    if os.environ.get("PLAYWRIGHT_NODEJS_PATH") or not os.access(DRIVER_SESSION, os.X_OK):
+        return
+    from playwright._impl._driver import compute_driver_executable
+
+    node, _ = compute_driver_executable()
+    os.environ["WABOT_DRIVER_NODE"] = node
+    os.environ["WABOT_DRIVER_PYTHON"] = sys.executable
+    os.environ["PLAYWRIGHT_NODEJS_PATH"] = str(DRIVER_SESSION)
+
+
 async def launch_browser(
     playwright: Playwright, profile_dir: Path, *, executable: str, headless: bool
 ) -> BrowserContext:
@@ -66,6 +90,10 @@ async def launch_browser(
         args=CHROMIUM_ARGS,
         user_agent=USER_AGENT,
         viewport={"width": 1280, "height": 860},
+        # The worker closes the browser when it stops, not the driver on a signal.
+        handle_sigint=False,
+        handle_sigterm=False,
+        handle_sighup=False,
     )
 
 

@@ -46,6 +46,7 @@ from typing import Any, Literal
 from playwright.async_api import BrowserContext, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from pipeline.config.settings import Settings
 from pipeline.gateway.messages import (
     EVENT_KINDS,
     event_from_page,
@@ -62,11 +63,11 @@ from pipeline.gateway.page import (
     WhatsAppPage,
     WhatsAppRefusedError,
     launch_browser,
+    own_session_driver,
 )
 from pipeline.gateway.qr import png_qr, terminal_qr
 from pipeline.gateway.sends import InFlight, OwnSends, SentRef
-from pipeline.settings import Settings
-from pipeline.topics import Topics
+from pipeline.kafka.topics import Topics
 from schemas import (
     DeadLetter,
     DeliveryReceipt,
@@ -122,7 +123,6 @@ class Gateway:
         self.restarts = 0
         self.ready = asyncio.Event()
         self.url = settings.gateway_url
-        self.lookalike: Any = None
         self._page: WhatsAppPage | None = None
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         #: The bot's sends: by requested id, returned id, or echo while in flight.
@@ -155,45 +155,17 @@ class Gateway:
                 chromium,
             )
             return
-        try:
-            if self.settings.gateway_lookalike:
-                try:
-                    await self._start_lookalike()
-                except OSError as exc:
-                    log.error(
-                        "gateway: cannot serve the look-alike on port %d (%s); set "
-                        "WABOT_LOOKALIKE_PORT to a free port; the gateway is not started",
-                        self.settings.lookalike_port,
-                        exc.strerror or exc,
-                    )
-                    return
-            async with async_playwright() as playwright:
-                while True:
-                    started = time.monotonic()
-                    reason = await self._session(playwright)
-                    if time.monotonic() - started > STABLE_S:
-                        backoff = self.settings.gateway_restart_backoff_s
-                    self.restarts += 1
-                    log.warning("gateway: %s; restarting the browser in %.1fs", reason, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.settings.gateway_restart_backoff_max_s)
-        finally:
-            if self.lookalike is not None:
-                await self.lookalike.stop()
-
-    async def _start_lookalike(self) -> None:
-        from pipeline.lookalike import Lookalike
-
-        lookalike = Lookalike()
-        base = await lookalike.start("127.0.0.1", self.settings.lookalike_port)
-        self.lookalike = lookalike
-        self.url = base + "/"
-        log.warning(
-            "WhatsApp look-alike at %s: open %s/phone to write to the bot as a customer "
-            "(press 'Scan QR' there to link the bot first)",
-            base,
-            base,
-        )
+        own_session_driver()
+        async with async_playwright() as playwright:
+            while True:
+                started = time.monotonic()
+                reason = await self._session(playwright)
+                if time.monotonic() - started > STABLE_S:
+                    backoff = self.settings.gateway_restart_backoff_s
+                self.restarts += 1
+                log.warning("gateway: %s; restarting the browser in %.1fs", reason, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.gateway_restart_backoff_max_s)
 
     async def _session(self, playwright: Playwright) -> str:
         """One browser from launch to its end; returns why it ended."""

@@ -8,10 +8,10 @@ from typing import Any
 
 import agents.deliver
 import tables
+from pipeline.config.settings import Settings
 from pipeline.gateway.service import Gateway
-from pipeline.pipeline_metrics import MeteredSender
-from pipeline.settings import Settings
-from pipeline.topics import raw_source
+from pipeline.kafka.topics import raw_source
+from pipeline.observability.pipeline_metrics import MeteredSender
 
 
 def install_gateway(app: Any, settings: Settings) -> Gateway:

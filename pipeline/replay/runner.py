@@ -44,6 +44,14 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from pydantic import BaseModel, Field, ValidationError
 
 from pipeline.broker import free_port
+from pipeline.config.settings import (
+    INTERNAL_TOPICS,
+    ConfigError,
+    Settings,
+    env_name,
+    load_settings,
+    topic_keys,
+)
 from pipeline.replay.feed import GUARD_STATE_TABLE, Feeder, FeedTopics
 from pipeline.replay.progress import Progress, records_done
 from pipeline.replay.records import (
@@ -68,14 +76,6 @@ from pipeline.replay.report import (
     write_report,
 )
 from pipeline.replay.selection import Selection, SelectionError
-from pipeline.settings import (
-    INTERNAL_TOPICS,
-    ConfigError,
-    Settings,
-    env_name,
-    load_settings,
-    topic_keys,
-)
 from schemas import GuardDecision, LLMCall, LLMResult, Turn
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ def parse_overrides(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
         if not sep or not field:
             raise ReplayError(f"--set {pair!r}: use NAME=VALUE, e.g. --set llm_model=gpt-4o")
         if field not in Settings.model_fields:
-            raise ReplayError(f"--set {pair!r}: no setting {field!r} (python -m pipeline.settings)")
+            raise ReplayError(
+                f"--set {pair!r}: no setting {field!r} (python -m pipeline.config.settings)"
+            )
         if field in NOT_OVERRIDABLE or field.startswith(("topic_", "gateway_")):
             raise ReplayError(f"--set {pair!r}: {field} is set by the replay itself")
         if value.startswith("@"):

@@ -39,22 +39,21 @@ import os
 import signal
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
-from faust.cli import AppCommand, option
 from prometheus_client import CollectorRegistry, start_http_server
 
-from pipeline.metrics import metric_prefix
-from pipeline.pipeline_metrics import PipelineMetrics, StoreLagWatch
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.observability.faust_metrics import metric_prefix
+from pipeline.observability.pipeline_metrics import PipelineMetrics, StoreLagWatch
 from pipeline.store.engine import database_url, shown
 from pipeline.store.wiring import archive_config, archive_group, archive_topics, guarded
 from pipeline.store.writer import StoreWriter
 
-__all__ = ["DeadLetterProducer", "register_archive_command", "run_archive"]
+__all__ = ["DeadLetterProducer", "run_archive", "serve_archive"]
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) 
     """Run :func:`run_archive` until Ctrl-C or SIGTERM (blocks), at ``nice`` more than the
     niceness it was started with (``os.nice``; 0 leaves it). The event loop is the one
     ``pipeline.use_event_loop`` installed when the app was imported (WABOT_EVENT_LOOP)."""
-    from pipeline.logs import logging_config
+    from pipeline.observability.logs import logging_config
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     if nice:
@@ -171,34 +170,3 @@ def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) 
     except ArchiveError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-
-
-def register_archive_command(app: Any, settings: Settings) -> None:
-    class ServeArchive(AppCommand):
-        # Like the api command: the process is ours, not a Faust worker's (whose shutdown
-        # would cancel the archive's tasks in no set order).
-        def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
-            given = {**self.kwargs, **kwargs}
-            serve_archive(settings, given.get("metrics_port"), given.get("nice", 10))
-            raise SystemExit(0)
-
-    @app.command(
-        option(
-            "--metrics-port",
-            type=click.IntRange(1, 65535),
-            default=None,
-            help="Serve the archive's Prometheus /metrics on WABOT_WEB_HOST at this port.",
-        ),
-        option(
-            "--nice",
-            type=click.IntRange(0, 19),
-            default=10,
-            show_default=True,
-            help="Lower the archive's CPU priority by this much (os.nice): the bot's turns "
-            "come first; 0 keeps it.",
-        ),
-        base=ServeArchive,
-    )
-    async def archive(self: Any, metrics_port: int | None, nice: int) -> None:
-        """Run the archive alone (the topics into the store; run the worker with
-        WABOT_ARCHIVE_ENABLED=false) until Ctrl-C."""

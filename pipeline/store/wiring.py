@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agents.archive import ArchiveConfig, Archiver, Kind
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from pipeline.store.engine import database_url, shown
 from pipeline.store.writer import StoreWriter
 

@@ -1,4 +1,6 @@
-"""Real worker processes for tests: `faust -A pipeline worker` or the gateway, in a subprocess."""
+"""Real worker processes for tests: `faust -A pipeline worker`, the gateway or `make dev`'s
+``python -m pipeline.dev``, in a subprocess (in a process group of its own, as a terminal
+starts a foreground command, so a stop can signal the whole group as Ctrl-C does)."""
 
 from __future__ import annotations
 
@@ -21,11 +23,19 @@ FAUST = str(Path(sys.executable).with_name("faust"))
 class WorkerProcess:
     """One worker with its own web port and log file; env overrides are WABOT_* vars."""
 
-    def __init__(self, env: dict[str, str], log: Path, cwd: Path, app: str = "pipeline") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        cwd: Path,
+        app: str = "pipeline",
+        command: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
         port = str(self.port)
         self.env = {**os.environ, **env, "WABOT_WEB_PORT": port, "WABOT_GATEWAY_WEB_PORT": port}
         self.app = app
+        self.command = command or [FAUST, "-A", app, "worker"]
         self.log = log
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -33,8 +43,9 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [FAUST, "-A", self.app, "worker"],
+                self.command,
                 cwd=self.cwd,
+                start_new_session=True,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -78,10 +89,15 @@ class WorkerProcess:
             time.sleep(0.2)
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0, group: bool = False) -> int:
+        """Send ``sig`` to the process (``group``: to its whole process group, as a terminal
+        sends Ctrl-C) and wait; killed after ``timeout`` s. Returns the exit code."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

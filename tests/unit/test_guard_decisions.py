@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter as Tally
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.guard import Guard, GuardConfig, GuardTables, GuardTopics
-from pipeline.metrics import guard_decision_counter
+from agents.guard import Guard, GuardTables, GuardTopics
+from pipeline.config.settings import Settings
+from pipeline.config.stages import guard_config
+from pipeline.observability.faust_metrics import guard_decision_counter
 from schemas import (
     DECISION_REASONS,
     ChatState,
@@ -70,7 +73,7 @@ class Harness:
             "replay": True,  # no timers: bursts close on the next message's time
         }
         self.guard = Guard(
-            GuardConfig(**{**defaults, **config}),
+            replace(guard_config(Settings()), **{**defaults, **config}),
             self.tables,
             self.topics,
             guard_decision_counter("t", self.registry),

@@ -31,7 +31,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_on_own_engine() -> None:
-    from pipeline.settings import load_settings
+    from pipeline.config.settings import load_settings
     from pipeline.store.engine import create_engine, database_url
 
     settings = load_settings()

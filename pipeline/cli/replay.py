@@ -9,6 +9,7 @@ from typing import Any
 import click
 from faust.cli import argument, option
 
+from pipeline.config.settings import Settings
 from pipeline.replay.progress import Progress
 from pipeline.replay.report import write_report
 from pipeline.replay.runner import (
@@ -19,7 +20,6 @@ from pipeline.replay.runner import (
     run_replay,
 )
 from pipeline.replay.selection import Selection, SelectionError
-from pipeline.settings import Settings
 
 CONTEXT_HELP = (
     "original: each prompt holds the replies the live bot really sent (judge a model turn "
@@ -33,7 +33,7 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
-def register_replay_commands(app: Any, settings: Settings) -> None:
+def register(app: Any, settings: Settings) -> None:
     """Add ``replay`` and ``replay-report`` to the app's commands."""
 
     @app.command(
@@ -108,6 +108,12 @@ def register_replay_commands(app: Any, settings: Settings) -> None:
             else:
                 selection = Selection.parse(since=since, until=until, chats=chats, offsets=offsets)
                 checked = parse_overrides(overrides)
+                if not (checked.get("llm_base_url") or settings.llm_base_url):
+                    _fail(
+                        "no LLM to replay with: set WABOT_LLM_BASE_URL or pass --set "
+                        "llm_base_url=URL (while `make dev` runs, its stand-in's URL is in "
+                        "its first lines)"
+                    )
                 await check_source(settings)
                 run = ReplayRun.create(
                     settings,

@@ -8,15 +8,15 @@ from typing import Any
 import click
 from faust.cli import argument
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from pipeline.store import schema
 from pipeline.store.engine import create_engine, database_url, shown
 from pipeline.store.writer import is_unavailable
 
-__all__ = ["register_db_command"]
+__all__ = ["register"]
 
 
-def register_db_command(app: Any, settings: Settings) -> None:
+def register(app: Any, settings: Settings) -> None:
     @app.command(argument("action", type=click.Choice(["upgrade", "current"])))
     async def db(self: Any, action: str) -> None:
         """The conversation store's schema: `upgrade` migrates it to this code's version

@@ -34,7 +34,7 @@ look-alike useful for tests is that it keeps WhatsApp's awkward properties:
 
 Page <-> server traffic: the page listens on ``GET /events`` (Server-Sent Events) and calls
 ``/api/*`` with its session token and connection id in headers. Run it in the foreground with
-``python -m pipeline.lookalike --port 8090``.
+``python -m pipeline.dev.lookalike --port 8090``.
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from aiohttp import web
 
-from pipeline.local_server import ThreadedServer, serve_until_stopped
-from pipeline.lookalike.world import (
+from pipeline.dev.lookalike.world import (
     ACK_DEVICE,
     ACK_READ,
     Chat,
@@ -66,6 +65,7 @@ from pipeline.lookalike.world import (
     WorldError,
     is_group,
 )
+from pipeline.dev.servers import ThreadedServer, serve_until_stopped
 
 __all__ = [
     "LOGOUT_REASONS",
@@ -1224,9 +1224,9 @@ def _announce(url: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.lookalike``: serve in the foreground until Ctrl-C or SIGTERM."""
+    """``python -m pipeline.dev.lookalike``: serve in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.lookalike",
+        prog="python -m pipeline.dev.lookalike",
         description="A WhatsApp Web look-alike (window.WPP with WA-JS shapes) for development.",
     )
     parser.add_argument("--host", default="127.0.0.1")

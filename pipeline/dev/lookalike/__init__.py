@@ -1,6 +1,6 @@
-"""A WhatsApp Web look-alike for development and tests: see :mod:`pipeline.lookalike.server`."""
+"""A WhatsApp Web look-alike for development and tests: see :mod:`pipeline.dev.lookalike.server`."""
 
-from pipeline.lookalike.server import (
+from pipeline.dev.lookalike.server import (
     Lookalike,
     LookalikeConfig,
     LookalikeError,
@@ -8,7 +8,7 @@ from pipeline.lookalike.server import (
     main,
     run_in_thread,
 )
-from pipeline.lookalike.world import Chat, Message, World, WorldError
+from pipeline.dev.lookalike.world import Chat, Message, World, WorldError
 
 __all__ = [
     "Chat",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pipeline.codec import ModelCodec
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.kafka.codec import ModelCodec
 from schemas import (
     AnalyticsEvent,
     DeadLetter,

@@ -1,4 +1,4 @@
-"""Commands of the app, run as ``faust -A pipeline <command>``."""
+"""``faust -A pipeline broker start|stop|status``: a broker the project runs itself."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import click
 from faust.cli import argument, option
 
 from pipeline.broker import KINDS, BrokerError, make_broker, metadata_ok
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 
-def register_commands(app: Any, settings: Settings) -> None:
+def register(app: Any, settings: Settings) -> None:
     @app.command(
         argument("action", type=click.Choice(["start", "stop", "status"])),
         option(
@@ -58,48 +58,3 @@ def register_commands(app: Any, settings: Settings) -> None:
         except BrokerError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-
-    @app.command(
-        option(
-            "--url",
-            default="https://web.whatsapp.com/",
-            show_default=True,
-            help="The page to check: WhatsApp Web, or the look-alike's base URL + '/'",
-        ),
-        option(
-            "--timeout",
-            type=float,
-            default=60.0,
-            show_default=True,
-            help="Seconds to wait for the page and for WA-JS to get ready",
-        ),
-    )
-    async def gateway_doctor(self: Any, url: str, timeout: float) -> None:
-        """Check that WA-JS works on WhatsApp Web: versions and the functions the gateway uses."""
-        from pipeline.gateway_doctor import diagnose
-
-        report = await diagnose(url, timeout)
-        for line in report.lines:
-            click.echo(line, err=line.startswith("error:"))
-        if report.exit_code:
-            sys.exit(report.exit_code)
-
-    from pipeline.rebuild import register_rebuild_command
-
-    register_rebuild_command(app, settings)
-
-    from pipeline.replay.command import register_replay_commands
-
-    register_replay_commands(app, settings)
-
-    from pipeline.store.commands import register_db_command
-
-    register_db_command(app, settings)
-
-    from pipeline.store.archive_process import register_archive_command
-
-    register_archive_command(app, settings)
-
-    from pipeline.api.command import register_api_command
-
-    register_api_command(app, settings)

@@ -179,7 +179,9 @@ class Settings(BaseSettings):
 
     # --- the LLM ---------------------------------------------------------------
     llm_base_url: str = Field(
-        "", description="OpenAI-compatible base URL; empty: the built-in local stand-in"
+        "",
+        description="OpenAI-compatible base URL; the worker needs one (`make dev` starts the "
+        "built-in stand-in and sets it)",
     )
     llm_api_key: str = Field("", description="API key for the LLM endpoint")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the endpoint")
@@ -256,10 +258,15 @@ class Settings(BaseSettings):
         "https://web.whatsapp.com/", description="The page the gateway opens (WhatsApp Web)"
     )
     gateway_lookalike: bool = Field(
-        False, description="Serve the built-in WhatsApp look-alike and open it (development)"
+        False,
+        description="`python -m pipeline.dev` (make dev): serve the built-in WhatsApp "
+        "look-alike and point the gateway at it",
     )
     lookalike_port: int = Field(
-        8090, ge=0, le=65535, description="Port of the built-in look-alike (0: any free port)"
+        8090,
+        ge=0,
+        le=65535,
+        description="Port of the look-alike `python -m pipeline.dev` serves (0: any free port)",
     )
     gateway_web_port: int = Field(
         6067, ge=1, le=65535, description="Web port of `faust -A pipeline.gateway worker`"
@@ -549,7 +556,7 @@ def env_example() -> str:
     """The text of ``.env.example``: every variable, its default and its meaning."""
     lines = [
         "# Every setting of wabot, with its default. Copy to .env and change what you need.",
-        "# Regenerate with: python -m pipeline.settings > .env.example",
+        "# Regenerate with: python -m pipeline.config.settings > .env.example",
         "",
     ]
     for name, field in Settings.model_fields.items():

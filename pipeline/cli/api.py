@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 import click
 from faust.cli import AppCommand
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
-__all__ = ["register_api_command", "serve"]
+__all__ = ["register", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def serve(settings: Settings) -> None:
 
     from pipeline.api.app import create_api
     from pipeline.api.serving import server_config
-    from pipeline.logs import logging_config
+    from pipeline.observability.logs import logging_config
 
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     click.echo(
@@ -41,7 +41,7 @@ def serve(settings: Settings) -> None:
         raise SystemExit(3)  # uvicorn.run's exit status for this
 
 
-def register_api_command(app: Any, settings: Settings) -> None:
+def register(app: Any, settings: Settings) -> None:
     class ServeApi(AppCommand):
         def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
             serve(settings)

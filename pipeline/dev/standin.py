@@ -29,7 +29,7 @@ every shape it can meet in production.
     GET  /admin/stats     request counts, counts by status, last 1000 received ``messages``
     POST /admin/reset     clears the stats and the queue, restores the configured latency/prefix
 
-Run it in the foreground with ``python -m pipeline.llm_standin --port 8089 --latency 0.2``.
+Run it in the foreground with ``python -m pipeline.dev.standin --port 8089 --latency 0.2``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from typing import Any, Literal, Self, TypeVar, cast
 
 from aiohttp import web
 
-from pipeline.local_server import ThreadedServer, serve_until_stopped
+from pipeline.dev.servers import ThreadedServer, serve_until_stopped
 
 __all__ = [
     "MODEL_ID",
@@ -907,9 +907,9 @@ def run_in_thread(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline.llm_standin``: serve in the foreground until Ctrl-C or SIGTERM."""
+    """``python -m pipeline.dev.standin``: serve in the foreground until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.llm_standin",
+        prog="python -m pipeline.dev.standin",
         description="A local OpenAI-compatible chat-completions server that echoes its prompts.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,6 +1,6 @@
-"""The pipeline's own Prometheus metrics, besides Faust's (see :mod:`pipeline.metrics`).
+"""The pipeline's own Prometheus metrics, besides Faust's (:mod:`.faust_metrics`).
 
-Every name starts with the app's prefix (:func:`pipeline.metrics.metric_prefix` of
+Every name starts with the app's prefix (:func:`.faust_metrics.metric_prefix` of
 WABOT_APP_ID, ``wabot`` by default), in the worker and in the gateway alike, so one
 dashboard reads both. Latencies are in seconds. Labels are bounded: topic and agent names,
 models, statuses, exception class names; never a chat id or a text.
@@ -18,7 +18,7 @@ metric                                     type       labels
 ``<prefix>_sink_failures_total``           counter    reason (refused/expired/error)
 ``<prefix>_gateway_state``                 gauge      state (1 for the current one)
 ``<prefix>_store_lag_records``             gauge      topic, partition
-``<prefix>_guard_decisions_total``         counter    reason (:mod:`pipeline.metrics`)
+``<prefix>_guard_decisions_total``         counter    reason (:mod:`.faust_metrics`)
 =========================================  =========  ==================================
 
 Cost per record: agents get these as objects passed in (a topic whose ``send`` also counts,

@@ -10,7 +10,7 @@ kept. Metric names and labels are unchanged.
 Besides Faust's metrics, the pipeline's own: ``<prefix>_guard_decisions_total{reason}``,
 the guard's decisions not to answer (see :func:`guard_decision_counter`), the records each
 agent takes in (:meth:`PipelineMonitor.count_records_in`) and the rest in
-:mod:`pipeline.pipeline_metrics`.
+:mod:`pipeline.observability.pipeline_metrics`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class PipelineMonitor(PrometheusMonitor):
 
     def count_records_in(self, record_in: Callable[[str, str], Callable[[], None]]) -> None:
         """Count every event an agent's stream takes: ``record_in(topic, agent)`` gives the
-        increment of that pair (``PipelineMetrics.record_in`` in pipeline/pipeline_metrics.py)."""
+        increment of that pair (``PipelineMetrics.record_in`` in
+        pipeline/observability/pipeline_metrics.py)."""
         self._record_in = record_in
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
