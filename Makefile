@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 FAUST  := $(BIN)/faust
 
-.PHONY: dev test lint docs stop status install wajs dashboard
+.PHONY: dev test test-unit lint docs stop status install wajs dashboard
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wabot needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -35,12 +35,13 @@ dashboard:
 # `make dev DEV_ENV=` runs the worker alone; any WABOT_* variable or .env line still applies.
 DEV_ENV ?= WABOT_GATEWAY_IN_WORKER=true WABOT_GATEWAY_LOOKALIKE=true WABOT_API_IN_WORKER=true
 
-## dev: the embedded broker (Tansu), then one worker with the gateway on the WhatsApp look-alike
-## page (chat at http://127.0.0.1:8090/phone); Ctrl-C stops the worker.
+## dev: the embedded broker (Tansu), then one worker (`python -m pipeline.dev`: the LLM stand-in
+## and the WhatsApp look-alike on threads, their URLs handed to `faust -A pipeline worker`) with
+## the gateway on the look-alike page (chat at http://127.0.0.1:8090/phone); Ctrl-C stops it.
 dev: $(VENV)/.installed
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) -s dashboard; else echo "make dev: no npm here, so no chart library for the dashboard (its page says so); the bot works without it"; fi
 	$(FAUST) -A pipeline broker start --kind embedded
-	env $(DEV_ENV) $(FAUST) -A pipeline worker
+	env $(DEV_ENV) $(BIN)/python -m pipeline.dev
 
 ## stop: stop the brokers this project started.
 stop:
@@ -61,6 +62,10 @@ lint: $(VENV)/.installed-test
 ## broken link or anchor.
 docs: $(VENV)/.installed-test
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
+
+## test-unit: the unit tests alone (no broker, no browser; about a minute and a half).
+test-unit: $(VENV)/.installed-test
+	$(BIN)/pytest -m unit -q $(PYTEST_ARGS)
 
 ## test: lint, type checks, the docs site, then every test (unit, integration on Apache Kafka
 ## and Tansu, e2e in Chromium).

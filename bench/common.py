@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from pipeline.broker import KafkaBroker, free_port
-from pipeline.settings import Settings, topic_keys
+from pipeline.config.settings import Settings, topic_keys
 from pipeline.testing.workers import WorkerProcess
 from schemas import InboundMessage
 
@@ -274,7 +274,7 @@ class Bench:
                 [
                     sys.executable,
                     "-m",
-                    "pipeline.llm_standin",
+                    "pipeline.dev.standin",
                     "--port",
                     str(port),
                     "--latency",

@@ -9,7 +9,7 @@
 (c) Ceiling: a raw aiokafka loop in this process (consume a topic of pre-produced records,
     produce each to another topic) on the same broker: what Kafka and one Python event loop
     manage with no Faust, no tables and no LLM.
-(d) LLM client floor: the pipeline's own LLM client (``pipeline.llm.LLMClient``: the openai
+(d) LLM client floor: the pipeline's own LLM client (``pipeline.llm.client.LLMClient``: the openai
     AsyncOpenAI client over aiohttp, plus the LLMCall record it builds) calling the stand-in
     ``--client-calls`` times, 64 at a time, with a prompt of 20 window messages: CPU per call
     in this process, i.e. the most calls a second one process can make with nothing else to do.

@@ -77,7 +77,7 @@ from bench.common import (
     say,
     topic_size,
 )
-from pipeline.settings import topic_keys
+from pipeline.config.settings import topic_keys
 from pipeline.testing.workers import WorkerProcess
 
 MIB = 1024  # KiB

@@ -45,8 +45,8 @@ from bench.common import (
     say,
     topic_size,
 )
-from pipeline.llm import LLMClient
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.llm.client import LLMClient
 
 #: Records a turn cannot do without: (topic role, consumed or produced).
 UNAVOIDABLE = (
@@ -157,14 +157,19 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "archive (agents/archive.py, SQLAlchemy, aiosqlite)",
         ("agents/archive.py", "pipeline/store/", "sqlalchemy", "aiosqlite"),
     ),
-    ("LLM client (openai, httpx, aiohttp)", ("LLMClient.complete", "pipeline/llm.py")),
+    ("LLM client (openai, httpx, aiohttp)", ("LLMClient.complete", "pipeline/llm/client.py")),
     ("guard agent", ("agents/guard.py",)),
     ("respond agent (without the LLM call)", ("agents/respond.py", "agents/intake.py")),
     ("apply_reply agent", ("agents/apply_reply.py",)),
     ("analytics agent", ("agents/analytics.py",)),
     (
         "metrics (prometheus_client, Faust's monitor)",
-        ("prometheus_client", "pipeline/metrics.py", "pipeline_metrics.py", "faust/sensors/"),
+        (
+            "prometheus_client",
+            "pipeline/observability/faust_metrics.py",
+            "pipeline_metrics.py",
+            "faust/sensors/",
+        ),
     ),
     (
         "Faust producer buffer and aiokafka producer",

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import EmbeddedBroker, KafkaBroker, free_port
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,12 @@ def any_broker(request: pytest.FixtureRequest) -> Broker:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries the marker of its folder (``unit``, ``integration``, ``e2e``), so
+    ``pytest -m unit`` (``make test-unit``) selects exactly what is under ``tests/unit``."""
+    for item in items:
+        kind = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
+        if kind in ("unit", "integration", "e2e") and item.get_closest_marker(kind) is None:
+            item.add_marker(getattr(pytest.mark, kind))

@@ -1,7 +1,8 @@
 """MkDocs hook: the parts of the docs that the code knows, generated at every build.
 
 - ``<!-- settings-table -->`` becomes the table of every setting
-  (:func:`pipeline.settings.markdown_table`, the same text as ``python -m pipeline.settings
+  (:func:`pipeline.config.settings.markdown_table`, the same text as
+  ``python -m pipeline.config.settings
   --markdown``), so the configuration page cannot fall behind the settings class.
 - ``<!-- api-endpoints -->`` becomes the table of the operator API's endpoints, read from the
   OpenAPI document the API serves (FastAPI's ``app.openapi()``: no server, no broker, no
@@ -72,8 +73,8 @@ def _escape_html(cell: str) -> str:
 
 
 def settings_table() -> str:
-    """Every setting: variable, default, meaning (``pipeline.settings.markdown_table``)."""
-    from pipeline.settings import markdown_table
+    """Every setting: variable, default, meaning (``pipeline.config.settings.markdown_table``)."""
+    from pipeline.config.settings import markdown_table
 
     rows = markdown_table().splitlines()
     # An empty default is an empty code span, which Markdown shows as two backticks.
@@ -92,7 +93,7 @@ def openapi_document() -> dict[str, Any]:
     global _openapi
     if _openapi is None:
         from pipeline.api.app import create_api
-        from pipeline.settings import Settings
+        from pipeline.config.settings import Settings
 
         with tempfile.TemporaryDirectory(prefix="wabot-docs-") as data_dir:
             settings = Settings(

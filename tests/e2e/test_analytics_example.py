@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
+from pipeline.dev.lookalike import LookalikeConfig
+from pipeline.dev.lookalike.server import ThreadedLookalike, run_in_thread
+from pipeline.dev.standin import Failure
 from pipeline.gateway.page import browsers_on
-from pipeline.llm_standin import Failure
-from pipeline.lookalike import LookalikeConfig
-from pipeline.lookalike.server import ThreadedLookalike, run_in_thread
 from pipeline.testing.workers import WorkerProcess
 from schemas import OutboundMessage
 from tests.conftest import REPO, Broker

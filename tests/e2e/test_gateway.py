@@ -27,10 +27,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
+from pipeline.dev.lookalike import LookalikeConfig
+from pipeline.dev.lookalike.server import ThreadedLookalike, run_in_thread
 from pipeline.gateway.messages import message_id_for
 from pipeline.gateway.page import CHROMIUM_ARGS, browsers_on
-from pipeline.lookalike import LookalikeConfig
-from pipeline.lookalike.server import ThreadedLookalike, run_in_thread
 from pipeline.testing.workers import WorkerProcess
 from tests.conftest import REPO, Broker
 from tests.conversation import Conversation

@@ -19,15 +19,15 @@ from typing import Any
 
 import pytest
 
-from pipeline.gateway_doctor import GATEWAY_FUNCTIONS
-from pipeline.lookalike import run_in_thread
+from pipeline.dev.lookalike import run_in_thread
+from pipeline.gateway.doctor import GATEWAY_FUNCTIONS
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 FAUST = Path(sys.executable).with_name("faust")
 LOOKALIKE_WA_VERSION = "2.3000.1038792969-lookalike"
-"""``WPP.conn.getBuildConstants().VERSION_STR`` in pipeline/lookalike/static/wpp.js."""
+"""``WPP.conn.getBuildConstants().VERSION_STR`` in pipeline/dev/lookalike/static/wpp.js."""
 
 
 def doctor(url: str, timeout: float, limit: float = 90.0) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.dev.lookalike import LookalikeConfig
+from pipeline.dev.lookalike.server import run_in_thread
 from pipeline.gateway.page import browsers_on
-from pipeline.lookalike import LookalikeConfig
-from pipeline.lookalike.server import run_in_thread
-from pipeline.metrics import metric_prefix
+from pipeline.observability.faust_metrics import metric_prefix
 from tests.conftest import Broker
 from tests.conversation import Conversation
 from tests.e2e.test_gateway import ME, Stack

@@ -23,8 +23,8 @@ import pytest
 import pytest_asyncio
 from aiokafka.partitioner import DefaultPartitioner
 
-from pipeline.lookalike import LookalikeConfig
-from pipeline.lookalike.server import run_in_thread
+from pipeline.dev.lookalike import LookalikeConfig
+from pipeline.dev.lookalike.server import run_in_thread
 from schemas import OutboundMessage
 from tests.conftest import Broker
 from tests.conversation import Conversation

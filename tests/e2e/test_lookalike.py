@@ -26,8 +26,8 @@ from playwright.async_api import (
     async_playwright,
 )
 
+from pipeline.dev.lookalike import Lookalike, LookalikeConfig
 from pipeline.gateway.page import CHROMIUM_ARGS
-from pipeline.lookalike import Lookalike, LookalikeConfig
 
 # One event loop for the module, so one Chromium serves every test.
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]

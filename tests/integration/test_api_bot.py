@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from pipeline.testing.workers import WorkerProcess
 from schemas import ChatControl
 from tests.conftest import Broker

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agents.archive import Archived, Kind
 from pipeline.api.app import create_api
 from pipeline.broker import free_port
-from pipeline.settings import Settings, topic_keys
+from pipeline.config.settings import Settings, topic_keys
 from pipeline.store.writer import StoreWriter
 from schemas import (
     DeliveryReceipt,

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import free_port
-from pipeline.metrics import metric_prefix
+from pipeline.observability.faust_metrics import metric_prefix
 from pipeline.testing.workers import FAUST
 from tests.conftest import REPO, Broker
 from tests.conversation import Conversation, inbound

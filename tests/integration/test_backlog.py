@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from tests.conftest import Broker
 from tests.conversation import Conversation, by_chat, inbound
 

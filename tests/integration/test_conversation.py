@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.llm_standin import Failure
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
+from pipeline.dev.standin import Failure
 from tests.conftest import Broker
 from tests.conversation import ACCOUNT, Conversation, by_chat, inbound
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.metrics import metric_prefix
+from pipeline.observability.faust_metrics import metric_prefix
 from schemas import DECISION_REASONS, InboundMessage
 from tests.conftest import Broker
 from tests.conversation import ACCOUNT, Conversation, inbound

@@ -7,13 +7,17 @@ built-in stand-in, on the embedded broker as on Apache Kafka.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka.partitioner import murmur2
 
-from tests.conftest import Broker
+from pipeline.testing.workers import FAUST, WorkerProcess
+from tests.conftest import REPO, Broker
 from tests.conversation import Conversation, inbound
 
 pytestmark = pytest.mark.integration
@@ -113,8 +117,24 @@ def test_loop_guard_stops_two_bots_talking(kafka_broker: Broker, tmp_path: Path)
 
 
 def test_dev_default_answers_with_the_built_in_standin(any_broker: Broker, tmp_path: Path) -> None:
+    """``make dev``'s process with no LLM configured: the stand-in answers; the worker alone
+    refuses to start without an LLM and says what to do."""
     conv = Conversation(any_broker, tmp_path, WABOT_LLM_BASE_URL="", WABOT_BURST_QUIET_S="0.3")
-    worker = conv.start_worker()
+    alone = subprocess.run(
+        [FAUST, "-A", "pipeline", "worker"],
+        cwd=REPO,
+        env={**os.environ, **conv.env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert alone.returncode == 2, alone.stderr[-2000:]
+    assert "WABOT_LLM_BASE_URL is empty" in alone.stderr and "make dev" in alone.stderr
+    dev = [sys.executable, "-m", "pipeline.dev"]
+    worker = WorkerProcess(conv.env, tmp_path / "dev.log", cwd=REPO, command=dev).start()
+    conv.workers.append(worker)
+    worker.wait_ready()
     chat = "4917700000030@c.us"
     try:
 

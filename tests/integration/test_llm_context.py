@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from tests.conftest import Broker
 from tests.conversation import Conversation, inbound
 

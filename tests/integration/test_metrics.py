@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metrics import metric_prefix
+from pipeline.observability.faust_metrics import metric_prefix
 from tests.conftest import Broker
 from tests.conversation import Conversation, inbound
 

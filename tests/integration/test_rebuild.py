@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.application import ROCKSDB_OPTIONS
+from pipeline.application.app import ROCKSDB_OPTIONS
 from pipeline.broker import free_port
-from pipeline.rebuild import state_digest
+from pipeline.ops.rebuild import state_digest
 from pipeline.testing.workers import FAUST
 from schemas import Ping
 from tests.conftest import REPO, Broker

@@ -28,6 +28,7 @@ def _worker_on_own_broker(tmp_path: Path, timeout_s: float) -> tuple[EmbeddedBro
     worker = WorkerProcess(
         {
             "WABOT_BROKER_URL": f"kafka://{info.bootstrap}",
+            "WABOT_LLM_BASE_URL": "http://127.0.0.1:9/v1",  # the worker needs one; none is called
             "WABOT_APP_ID": f"shutdown-{tmp_path.name}",
             "WABOT_DATA_DIR": str(tmp_path / "data"),
             "WABOT_TOPIC_PARTITIONS": "2",

@@ -63,6 +63,7 @@ def test_agent_table_changelog_recovery(any_broker: Broker, tmp_path: Path) -> N
     ping_topic, pong_topic = f"smoke-{run}.ping", f"smoke-{run}.pong"
     env = {
         "WABOT_BROKER_URL": any_broker.url,
+        "WABOT_LLM_BASE_URL": "http://127.0.0.1:9/v1",  # the worker needs one; none is called
         "WABOT_APP_ID": f"smoke-{run}",
         "WABOT_TOPIC_PING": ping_topic,
         "WABOT_TOPIC_PONG": pong_topic,

@@ -21,7 +21,7 @@ from pipeline.api.auth import RequestLimit
 from pipeline.api.dashboard import DASHBOARD_PATHS
 from pipeline.api.errors import ApiError
 from pipeline.api.routes import OPEN_PATHS
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -27,7 +27,7 @@ from pipeline.api.app import create_api
 from pipeline.api.queries import Cursor
 from pipeline.api.serving import server_config
 from pipeline.broker import free_port
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 from pipeline.store import schema
 from pipeline.store.models import ChatRow
 

@@ -17,7 +17,7 @@ import pytest
 from pipeline.broker import BrokerError, EmbeddedBroker, KafkaBroker, make_broker
 from pipeline.broker.kafka import fetch_jars, find_java, new_cluster_id
 from pipeline.broker.process import free_port, port_in_use
-from pipeline.settings import Settings
+from pipeline.config.settings import Settings
 
 pytestmark = pytest.mark.unit
 

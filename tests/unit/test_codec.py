@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline.codec import ModelCodec
+from pipeline.kafka.codec import ModelCodec
 from schemas.base import SCHEMA_VERSION
 from schemas.ping import Ping
 

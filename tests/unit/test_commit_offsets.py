@@ -2,7 +2,7 @@
 
 Stages that answer many chats at once finish a partition's records out of order; the offset
 committed must stay at the first unfinished one, or a crash loses it. Faust's own check
-misses a gap of one record and is skipped before the first commit (pipeline/transport.py).
+misses a gap of one record and is skipped before the first commit (pipeline/kafka/transport.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import uuid
 import pytest
 from faust.types import TP, Message
 
-from pipeline.application import create_app
-from pipeline.settings import Settings
+from pipeline.application.wiring import create_app
+from pipeline.config.settings import Settings
 
 TOPIC = "t.commit-offsets"
 

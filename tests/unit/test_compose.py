@@ -1,7 +1,7 @@
 """Static checks of ``compose/``: the stack must refer to files, settings and ports that exist.
 
 Nothing here runs Docker; the compose file, the Dockerfile and ``prometheus.yml`` are parsed
-and cross-checked against the repository and :class:`pipeline.settings.Settings`.
+and cross-checked against the repository and :class:`pipeline.config.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from pipeline.settings import ENV_PREFIX, Settings
+from pipeline.config.settings import ENV_PREFIX, Settings
 
 pytestmark = pytest.mark.unit
 

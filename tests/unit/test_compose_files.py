@@ -15,8 +15,8 @@ import yaml
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
-from pipeline.metrics import guard_decision_counter
-from pipeline.pipeline_metrics import METRIC_NAMES, PipelineMetrics
+from pipeline.observability.faust_metrics import guard_decision_counter
+from pipeline.observability.pipeline_metrics import METRIC_NAMES, PipelineMetrics
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ from typing import get_args
 import pytest
 
 from agents.guard import FATES
-from pipeline.settings import ENV_PREFIX, Settings, env_name
+from pipeline.config.settings import ENV_PREFIX, Settings, env_name
 from schemas import DECISION_REASONS, MessageType
 
 pytestmark = pytest.mark.unit
@@ -135,7 +135,7 @@ def test_guarantees_page_explains_every_decision_reason() -> None:
 
 
 def test_the_lookalike_screenshot_in_the_docs_is_the_current_one() -> None:
-    original = REPO / "pipeline" / "lookalike" / "conversation.png"
+    original = REPO / "pipeline" / "dev" / "lookalike" / "conversation.png"
     assert (DOCS / "img" / "conversation.png").read_bytes() == original.read_bytes(), (
-        "copy pipeline/lookalike/conversation.png to docs/img/conversation.png"
+        "copy pipeline/dev/lookalike/conversation.png to docs/img/conversation.png"
     )

@@ -1,6 +1,7 @@
-"""pipeline.llm.LLMClient against the stand-in: the real openai client over real HTTP on 127.0.0.1.
+"""pipeline.llm.client.LLMClient against the stand-in: the real openai client over real HTTP
+on 127.0.0.1.
 
-Every provider's refusal of an over-long prompt (pipeline.llm_standin.PROVIDERS) is met by
+Every provider's refusal of an over-long prompt (pipeline.dev.standin.PROVIDERS) is met by
 trimming the oldest window entries; the system prompt and the current turn are always sent.
 """
 
@@ -15,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.application import LLMProxy, PipelineApp
-from pipeline.llm import LLMClient
-from pipeline.llm_standin import Failure, LLMStandin
-from pipeline.settings import Settings
+from pipeline.application.app import PipelineApp
+from pipeline.config.settings import Settings
+from pipeline.dev.standin import Failure, LLMStandin
+from pipeline.llm.client import LLMClient
+from pipeline.llm.proxy import LLMProxy
 
 pytestmark = pytest.mark.unit
 
@@ -148,7 +150,7 @@ async def test_a_long_turn_is_cut_before_the_call_and_the_cut_is_recorded(
         {"role": "user", "content": huge},
     ]
     client = _client(standin.base_url)
-    caplog.set_level(logging.WARNING, logger="pipeline.llm")
+    caplog.set_level(logging.WARNING, logger="pipeline.llm.client")
     try:
         completion = await _complete(client, messages)
     finally:
@@ -227,7 +229,7 @@ async def test_a_refused_connection_is_reported_as_refused_and_the_last_attempt_
 ) -> None:
     url = f"http://127.0.0.1:{_free_port()}/v1"
     client = _client(url, retries=2, backoff_s=0.4, backoff_max_s=10.0)
-    caplog.set_level(logging.WARNING, logger="pipeline.llm")
+    caplog.set_level(logging.WARNING, logger="pipeline.llm.client")
     started = time.monotonic()
     try:
         completion = await _complete(client, _prompt(0))

@@ -12,7 +12,7 @@ import aiohttp
 import openai
 import pytest
 
-from pipeline.llm_standin import (
+from pipeline.dev.standin import (
     Failure,
     LLMStandin,
     StandinConfig,

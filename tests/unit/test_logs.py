@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from agents.context import traced
-from pipeline.logs import TEXT_FORMAT, JsonFormatter, TraceIdFilter, logging_config
+from pipeline.observability.logs import TEXT_FORMAT, JsonFormatter, TraceIdFilter, logging_config
 
 pytestmark = pytest.mark.unit
 

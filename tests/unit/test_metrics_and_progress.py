@@ -12,7 +12,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from agents.progress import ProgressBoard
-from pipeline.metrics import PipelineMonitor
+from pipeline.observability.faust_metrics import PipelineMonitor
 
 PER_TOPIC = "t_messages_received_per_topic_total"
 PER_PARTITION = "t_messages_received_per_topics_partition"

@@ -47,5 +47,5 @@ def test_the_wheel_holds_every_package_and_the_build_warns_of_nothing(tmp_path: 
     }
     missing = sorted(p for p in packages if f"{p}/__init__.py" not in names)
     assert not missing, f"packages missing from the wheel: {missing}"
-    for data in ("schemas/json/inbound_message.json", "pipeline/lookalike/static/wpp.js"):
+    for data in ("schemas/json/inbound_message.json", "pipeline/dev/lookalike/static/wpp.js"):
         assert data in names

@@ -13,8 +13,8 @@ from faust.sensors.prometheus import FaustMetrics
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from pipeline.metrics import PipelineMonitor
-from pipeline.pipeline_metrics import MeteredSender, PipelineMetrics
+from pipeline.observability.faust_metrics import PipelineMonitor
+from pipeline.observability.pipeline_metrics import MeteredSender, PipelineMetrics
 from schemas import DeadLetter, DeliveryReceipt, LLMCall, OutboundMessage
 
 pytestmark = pytest.mark.unit

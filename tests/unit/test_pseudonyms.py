@@ -251,7 +251,7 @@ def test_every_id_in_an_event_is_a_pseudonym() -> None:
 def test_analytics_without_a_key_refuses_to_start_and_the_key_is_never_shown(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from pipeline.settings import ConfigError, load_settings
+    from pipeline.config.settings import ConfigError, load_settings
 
     monkeypatch.chdir(tmp_path)  # no .env
     monkeypatch.setenv("WABOT_ANALYTICS_ENABLED", "true")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import ENV_PREFIX, ConfigError, Settings, env_name, load_settings
+from pipeline.config.settings import ENV_PREFIX, ConfigError, Settings, env_name, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +86,7 @@ def test_worker_cli_exits_2_with_one_line_on_bad_config() -> None:
 
 
 def test_env_example_lists_every_setting() -> None:
-    regenerate = "run python -m pipeline.settings > .env.example"
+    regenerate = "run python -m pipeline.config.settings > .env.example"
     assert ENV_EXAMPLE.is_file(), f".env.example is missing; {regenerate}"
     listed = {
         match.group(1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.settings import load_settings
-from pipeline.web_auth import api_tokens, token_file, token_name
+from pipeline.api.tokens import api_tokens, token_file, token_name
+from pipeline.config.settings import load_settings
 
 
 def test_configured_tokens_are_used_by_name(
