@@ -14,13 +14,21 @@ from typing import Any
 
 import faust
 
+from pipeline.broker.readiness import metadata_ok
 from pipeline.config.settings import Settings
 from pipeline.gateway.service import Gateway
-from pipeline.kafka.setup import TopicSpec, cluster_id, ensure_topics, is_tansu
+from pipeline.kafka.setup import (
+    TopicSpec,
+    cluster_id,
+    ensure_topics,
+    is_tansu,
+    wait_for_coordinator,
+)
 from pipeline.kafka.topics import Topics
 from pipeline.kafka.transport import TunedTransport
 from pipeline.llm.client import LLMClient
 from pipeline.llm.proxy import LLMProxy
+from pipeline.observability.outage import BROKER_OUTAGE, watch_broker
 from pipeline.observability.pipeline_metrics import (
     PipelineMetrics,
 )
@@ -57,6 +65,8 @@ class PipelineApp(faust.App):
     gateway: Gateway | None = None
     #: Called synchronously when a rebalance starts, before Faust flushes and commits.
     rebalance_hooks: list[Callable[[], None]]
+    #: Called once, synchronously, when the worker is first ready (after its log line).
+    ready_hooks: list[Callable[[], None]]
     #: Topics a consumer group with no committed offset starts reading that many seconds
     #: back, not at the beginning (see pipeline/kafka/transport.py).
     recent_start: dict[str, float]
@@ -75,12 +85,19 @@ class PipelineApp(faust.App):
             # loses its newest values. One record per batch keeps end offsets exact; it
             # costs throughput, which the dev broker can spare. (Apache Kafka is unaffected.)
             self.producer.max_batch_size = 1
-            log.warning(
+            log.info(
                 "embedded Tansu broker detected: producing one record per batch "
                 "(Tansu miscounts end offsets of multi-record batches)"
             )
         await ensure_topics(
             self.settings.bootstrap_servers, self.topic_specs(), self.settings.broker_start_timeout
+        )
+        await wait_for_coordinator(
+            self.settings.bootstrap_servers, self.conf.id, self.settings.broker_start_timeout
+        )
+        BROKER_OUTAGE.broker = f"the broker at {','.join(self.settings.bootstrap_servers)}"
+        self.add_future(
+            watch_broker(lambda: metadata_ok(",".join(self.settings.bootstrap_servers)))
         )
         if self.llm is not None:
             await self._start_llm(self.llm)
@@ -179,3 +196,5 @@ class PipelineApp(faust.App):
                 self.settings.broker_url,
                 type(self.loop).__module__.partition(".")[0],
             )
+            for ready in self.ready_hooks:
+                ready()

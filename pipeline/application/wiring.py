@@ -105,7 +105,9 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
         broker_max_poll_records=settings.consumer_max_poll_records,
         stream_buffer_maxsize=settings.stream_buffer_maxsize,
         producer_linger=settings.producer_linger_ms / 1000,
-        logging_config=logging_config(settings.log_level, settings.log_format),
+        logging_config=logging_config(
+            settings.log_level, settings.log_format, settings.log_libraries
+        ),
         Worker=PipelineWorker,
         # Turns are acked when their reply is on Kafka, which may wait for the previous
         # reply of the chat to be applied by another agent: a rebalance must not wait
@@ -114,6 +116,7 @@ def _new_app(settings: Settings, app_id: str, web_port: int, datadir: str) -> Pi
     )
     app.settings = settings
     app.rebalance_hooks = []
+    app.ready_hooks = []
     app.recent_start = {}
     app.extra_topics = []
     app.topics_ = declare_topics(app, settings)

@@ -30,7 +30,9 @@ def serve(settings: Settings) -> None:
     from pipeline.api.serving import server_config
     from pipeline.observability.logs import logging_config
 
-    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    logging.config.dictConfig(
+        logging_config(settings.log_level, settings.log_format, settings.log_libraries)
+    )
     click.echo(
         f"operator API on http://{settings.web_host}:{settings.api_port} "
         "(OpenAPI: /api/openapi.json)"

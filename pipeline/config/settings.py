@@ -429,6 +429,12 @@ class Settings(BaseSettings):
         "values, SQL parameters, request bodies) stay at INFO or above, so no level logs a "
         "message text",
     )
+    log_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description="Log level of the libraries (Faust, mode, aiokafka, alembic, uvicorn, "
+        "httpx, openai), never below WABOT_LOG_LEVEL; INFO shows their progress lines "
+        "(recovery tables, group joins, services starting)",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="text: readable lines; json: one JSON object a line"
     )

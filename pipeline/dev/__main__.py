@@ -16,7 +16,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline import settings_or_exit
+from pipeline import get_app, settings_or_exit
+from pipeline.api.tokens import token_file
+from pipeline.config.settings import Settings
 from pipeline.dev.servers import ThreadedServer
 
 PROG = "python -m pipeline.dev"
@@ -34,12 +36,6 @@ def start_servers() -> list[ThreadedServer]:  # type: ignore[type-arg]
         url = standin.start("127.0.0.1", 0)
         started.append(standin)
         os.environ["WABOT_LLM_BASE_URL"] = url
-        print(
-            f"{PROG}: no LLM configured (WABOT_LLM_BASE_URL is empty): replies come from the "
-            f"built-in stand-in at {url}, which echoes the prompt; set WABOT_LLM_BASE_URL, "
-            "WABOT_LLM_MODEL and WABOT_LLM_API_KEY for a real model",
-            file=sys.stderr,
-        )
     if settings.gateway_lookalike:
         from pipeline.dev.lookalike.server import ThreadedLookalike
 
@@ -58,20 +54,60 @@ def start_servers() -> list[ThreadedServer]:  # type: ignore[type-arg]
             raise SystemExit(2) from None
         started.append(lookalike)
         os.environ["WABOT_GATEWAY_URL"] = base + "/"
-        print(
-            f"{PROG}: WhatsApp look-alike at {base}: open {base}/phone to write to the bot as "
-            "a customer (press 'Scan QR' there to link the bot first)",
-            file=sys.stderr,
-        )
     return started
 
 
+def ready_block(settings: Settings, standin: bool, ready_after: float | None) -> str:
+    """What a person opens next, printed once when the worker is ready: a few aligned lines
+    (the phone page, the dashboard and where its token is, the LLM, the broker, how to stop)."""
+    rows: list[tuple[str, str]] = []
+    if settings.gateway_lookalike:
+        base = settings.gateway_url.rstrip("/")
+        rows.append(("chat as a customer", f"{base}/phone  (press Scan QR there first)"))
+    if settings.api_in_worker:
+        where = (
+            "a secret of WABOT_API_TOKENS"
+            if settings.api_tokens
+            else f"token in {token_file(settings)}"
+        )
+        rows.append(
+            (
+                "operator dashboard",
+                f"http://{settings.web_host}:{settings.api_port}/dashboard  ({where})",
+            )
+        )
+    rows.append(
+        (
+            "LLM",
+            "the built-in stand-in, which echoes the prompt (set WABOT_LLM_BASE_URL, "
+            "WABOT_LLM_MODEL, WABOT_LLM_API_KEY for a real model)"
+            if standin
+            else f"{settings.llm_model} at {settings.llm_base_url}",
+        )
+    )
+    rows.append(("broker", settings.broker_url))
+    rows.append(("stop", "Ctrl-C (the broker keeps running until `make stop`)"))
+    took = f" in {ready_after:.1f}s" if ready_after is not None else ""
+    width = max(len(label) for label, _ in rows)
+    lines = [f"wabot is ready{took}", *(f"  {label:<{width}}  {text}" for label, text in rows)]
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    standin = not os.environ.get("WABOT_LLM_BASE_URL") and not settings_or_exit(PROG).llm_base_url
     servers = start_servers()
     from faust.cli.faust import cli
 
+    app = get_app()
+    app.ready_hooks.append(
+        # Faust redirects sys.stderr into its log while it runs: write to the terminal itself.
+        lambda: print(
+            ready_block(app.settings, standin, app.ready_after), file=sys.__stderr__, flush=True
+        )
+    )
     try:
-        cli.main(args=["-A", "pipeline", "worker", *(argv or [])], prog_name="faust")
+        # -q: no Faust banner table; the ready block says what to open.
+        cli.main(args=["-A", "pipeline", "-q", "worker", *(argv or [])], prog_name="faust")
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     finally:

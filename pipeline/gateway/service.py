@@ -343,13 +343,26 @@ class Gateway:
     async def _show_qr(self, code: str) -> None:
         if code == self.qr_code and self.state == "qr":
             return
+        first = self.state != "qr"
         self.qr_code = code
         await self._set_state("qr", qr=code)
         port = self.settings.web_port
+        png = f"http://127.0.0.1:{port}/gateway/qr.png"
+        if self.settings.gateway_lookalike:
+            # The look-alike's phone page scans for you: one line, not a code a minute.
+            if first:
+                log.info(
+                    "gateway %s: waiting to be linked: press Scan QR on %sphone (the code: %s)",
+                    self.name,
+                    self.settings.gateway_url,
+                    png,
+                )
+            return
+        # To the terminal itself: Faust redirects sys.stdout into its log as WARNING lines.
         print(
             f"\nScan this code with WhatsApp on the phone (Linked devices), or open "
-            f"http://127.0.0.1:{port}/gateway/qr.png\n{terminal_qr(code)}",
-            file=sys.stdout,
+            f"{png}\n{terminal_qr(code)}",
+            file=sys.__stdout__ or sys.stdout,
             flush=True,
         )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.protocol.metadata import MetadataRequest
 from aiokafka.structs import TopicPartition
 
@@ -41,24 +41,35 @@ async def ensure_topics(
     """Create missing topics, then wait until every partition of each has a leader."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    created: list[str] = []
     try:
         for spec in specs:
-            try:
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            spec.name,
-                            num_partitions=spec.partitions,
-                            replication_factor=spec.replication,
-                            topic_configs=spec.config,
-                        )
-                    ]
-                )
-                log.info("created topic %s (%d partitions)", spec.name, spec.partitions)
-            except TopicAlreadyExistsError:
-                pass
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        spec.name,
+                        num_partitions=spec.partitions,
+                        replication_factor=spec.replication,
+                        topic_configs=spec.config,
+                    )
+                ]
+            )
+            # The broker answers each topic with an error code (CreateTopics response
+            # ``topic_errors``: name, code[, message]); aiokafka does not raise for them.
+            for name, code, *message in response.topic_errors:
+                if code == 0:
+                    log.debug("created topic %s (%d partitions)", name, spec.partitions)
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    error = for_code(code)
+                    raise BrokerError(
+                        f"cannot create topic {name}: {error.__name__}"
+                        + (f" ({message[0]})" if message and message[0] else "")
+                    )
     finally:
         await admin.close()
+    if created:
+        log.info("created %d topics: %s", len(created), ", ".join(created))
     await _wait_for_metadata(bootstrap, specs, timeout)
 
 
@@ -90,6 +101,31 @@ async def _wait_for_metadata(bootstrap: list[str], specs: list[TopicSpec], timeo
             await asyncio.sleep(0.1)
     finally:
         await client.close()
+
+
+async def wait_for_coordinator(bootstrap: list[str], group: str, timeout: float = 60.0) -> None:
+    """Wait until the broker names a coordinator for consumer group ``group``.
+
+    A new Apache Kafka creates ``__consumer_offsets`` on the first FindCoordinator request
+    and answers COORDINATOR_NOT_AVAILABLE until it has leaders; aiokafka's consumer logs
+    each such answer as an ERROR. Asking here first keeps a first start's log clean.
+    Raises BrokerError after ``timeout`` seconds."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                await admin.find_coordinator(group)
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"no coordinator for consumer group {group} after {timeout}s: {exc}"
+                    ) from None
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 async def cluster_id(bootstrap: list[str]) -> str | None:

@@ -86,19 +86,24 @@ class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             await consumer.seek_to_beginning(*partitions)
             return
         at_end = []
+        starts: dict[str, list[str]] = {}
         for tp in partitions:
             position = found.get(tp)
             if position is None:
                 at_end.append(tp)
             else:
                 consumer.seek(tp, position.offset)
+            starts.setdefault(tp.topic, []).append(
+                f"[{tp.partition}] {'end' if position is None else position.offset}"
+            )
+        for topic, where in starts.items():
             log.info(
-                "no committed offset on %s[%d]: starting at %s (nothing older than %gs is "
-                "answered; WABOT_IGNORE_OLDER_THAN_S)",
-                tp.topic,
-                tp.partition,
-                "its end" if position is None else f"offset {position.offset}",
-                recent[tp.topic],
+                "no committed offset on %d partitions of %s: starting at %s (nothing older "
+                "than %gs is answered; WABOT_IGNORE_OLDER_THAN_S)",
+                len(where),
+                topic,
+                ", ".join(sorted(where)),
+                recent[topic],
             )
         if at_end:
             await consumer.seek_to_end(*at_end)

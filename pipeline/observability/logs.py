@@ -9,10 +9,36 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from agents.context import trace_id_var
+from pipeline.observability.outage import outage_filter
+
+#: Loggers of the libraries the worker runs on. Their INFO lines (Faust's recovery tables,
+#: every group join, every service starting, each migration step) are how the libraries
+#: report progress: a start writes ~300 of them. WABOT_LOG_LIBRARIES (WARNING) sets their
+#: level apart from ours, so a default start shows our lines and every library warning.
+LIBRARIES = ("faust", "mode", "aiokafka", "alembic", "uvicorn", "httpx", "httpx2", "openai")
+
+#: mode's service life cycle ("[^--Producer]: Starting...") logged by the classes we
+#: derive from Faust's: in our loggers' names, but the libraries' chatter.
+_LIFECYCLE = re.compile(
+    r"^\[\^-*[\w.]+\]: (Starting|Stopping|Shutting down|Cleanup|Gathering|Waiting for|"
+    r"-Stop|Stopped|Restarting|Flushing|Wait for|Flush)"
+)
+
+
+class LifecycleFilter(logging.Filter):
+    """Drop mode's service start/stop lines below WARNING, whoever's logger they use
+    (when WABOT_LOG_LIBRARIES is above INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not _LIFECYCLE.match(record.getMessage())
+
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
     "message",
@@ -77,30 +103,43 @@ def _at_least(level: str, floor: str) -> str:
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(trace_id)s] %(name)s: %(message)s"
 
 
-def logging_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
-    """A dictConfig for the worker: one stderr handler, text or JSON; the libraries of
-    :data:`QUIET_LIBRARIES` never below their level. ``level`` is one of DEBUG, INFO,
-    WARNING, ERROR (WABOT_LOG_LEVEL)."""
+def logging_config(
+    level: str = "INFO", fmt: str = "text", libraries: str = "WARNING"
+) -> dict[str, Any]:
+    """A dictConfig for the worker: one stderr handler, text or JSON. Our loggers at
+    ``level`` (WABOT_LOG_LEVEL), the :data:`LIBRARIES` at the higher of ``level`` and
+    ``libraries`` (WABOT_LOG_LIBRARIES), those of :data:`QUIET_LIBRARIES` never below their
+    floor. Levels are DEBUG, INFO, WARNING or ERROR."""
     formatter: dict[str, Any]
     formatter = {"()": JsonFormatter} if fmt == "json" else {"format": TEXT_FORMAT}
+    of_libraries = _at_least(level, libraries)
+    filters = ["trace_id", "outage"]
+    if of_libraries not in ("DEBUG", "INFO"):
+        filters.append("lifecycle")
+    loggers = {name: {"level": level} for name in ("pipeline", "agents")}
+    loggers |= {name: {"level": of_libraries} for name in LIBRARIES}
+    loggers |= {
+        name: {"level": _at_least(of_libraries, floor)} for name, floor in QUIET_LIBRARIES.items()
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"trace_id": {"()": TraceIdFilter}},
+        "filters": {
+            "trace_id": {"()": TraceIdFilter},
+            "lifecycle": {"()": LifecycleFilter},
+            "outage": {"()": outage_filter},
+        },
         "formatters": {"main": formatter},
         "handlers": {
             "main": {
                 "class": "logging.StreamHandler",
                 "formatter": "main",
-                "filters": ["trace_id"],
+                "filters": filters,
                 "stream": "ext://sys.stderr",
             }
         },
         # Faust's CLI sets the root level from its own -l flag (default WARN); levels
-        # on our loggers and Faust's make WABOT_LOG_LEVEL win regardless.
-        "loggers": {
-            **{name: {"level": level} for name in ("pipeline", "agents", "faust", "mode")},
-            **{name: {"level": _at_least(level, floor)} for name, floor in QUIET_LIBRARIES.items()},
-        },
+        # on our loggers and the libraries' make the settings win regardless.
+        "loggers": loggers,
         "root": {"level": level, "handlers": ["main"]},
     }

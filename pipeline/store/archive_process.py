@@ -149,7 +149,9 @@ def serve_archive(settings: Settings, metrics_port: int | None, nice: int = 10) 
     ``pipeline.use_event_loop`` installed when the app was imported (WABOT_EVENT_LOOP)."""
     from pipeline.observability.logs import logging_config
 
-    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    logging.config.dictConfig(
+        logging_config(settings.log_level, settings.log_format, settings.log_libraries)
+    )
     if nice:
         log.info("archive: niceness %d (--nice)", os.nice(nice))
 

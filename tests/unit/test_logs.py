@@ -111,7 +111,7 @@ def test_logging_config_is_accepted_by_dictconfig() -> None:
     saved_root = (root.handlers[:], root.level)
     saved = {name: logging.getLogger(name).level for name in names}
     try:
-        logging.config.dictConfig(logging_config("DEBUG", "json"))
+        logging.config.dictConfig(logging_config("DEBUG", "json", libraries="DEBUG"))
         assert root.level == logging.DEBUG
         added = [h for h in root.handlers if h not in saved_root[0]]
         assert len(added) == 1
@@ -119,6 +119,38 @@ def test_logging_config_is_accepted_by_dictconfig() -> None:
         assert any(isinstance(f, TraceIdFilter) for f in added[0].filters)
         for name in names:
             assert logging.getLogger(name).level == logging.DEBUG
+    finally:
+        for handler in root.handlers:
+            if handler not in saved_root[0]:
+                handler.close()
+        root.handlers = saved_root[0]
+        root.setLevel(saved_root[1])
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_libraries_log_at_their_own_level_and_their_service_lines_drop() -> None:
+    """At the default WABOT_LOG_LIBRARIES (WARNING), Faust and aiokafka say only what went
+    wrong, our INFO lines stay, and mode's "Starting..." lines go even from our loggers."""
+    root = logging.getLogger()
+    names = ("pipeline", "agents", "faust", "mode", "aiokafka")
+    saved_root = (root.handlers[:], root.level)
+    saved = {name: logging.getLogger(name).level for name in names}
+    try:
+        logging.config.dictConfig(logging_config("INFO", "text"))
+        assert logging.getLogger("faust.tables.recovery").getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("aiokafka.consumer").getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("pipeline.kafka").getEffectiveLevel() == logging.INFO
+        added = next(h for h in root.handlers if h not in saved_root[0])
+
+        def shown(message: str, level: int = logging.INFO) -> bool:
+            record = logging.LogRecord("pipeline.kafka.transport", level, "", 0, message, (), None)
+            return bool(added.filter(record))
+
+        assert not shown("[^--TunedConsumer]: Starting...")
+        assert not shown("[^-PipelineApp]: Stopping...")
+        assert shown("[^-PipelineApp]: Stopping...", logging.WARNING)
+        assert shown("worker ready in 4.2s (group joined, tables recovered)")
     finally:
         for handler in root.handlers:
             if handler not in saved_root[0]:
