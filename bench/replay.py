@@ -43,7 +43,7 @@ from bench.common import (
     run_main,
     say,
 )
-from pipeline.replay.report import load_run
+from pipeline.replay.report.run_folder import load_run
 
 
 async def live(bench: Bench, args: argparse.Namespace, meter: CpuMeter) -> dict[str, Any]:

@@ -158,7 +158,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("agents/archive.py", "pipeline/store/", "sqlalchemy", "aiosqlite"),
     ),
     ("LLM client (openai, httpx, aiohttp)", ("LLMClient.complete", "pipeline/llm/client.py")),
-    ("guard agent", ("agents/guard.py",)),
+    ("guard agent", ("agents/guard/",)),
     ("respond agent (without the LLM call)", ("agents/respond.py", "agents/intake.py")),
     ("apply_reply agent", ("agents/apply_reply.py",)),
     ("analytics agent", ("agents/analytics.py",)),

@@ -19,7 +19,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.config.settings import INTERNAL_TOPICS, topic_keys
-from pipeline.dev.standin import StandinConfig, ThreadedStandin, run_in_thread
+from pipeline.dev.standin.config import StandinConfig
+from pipeline.dev.standin.threaded import ThreadedStandin, run_in_thread
 from pipeline.testing.workers import WorkerProcess
 from schemas import InboundMessage
 from tests.conftest import REPO, Broker

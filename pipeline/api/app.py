@@ -23,7 +23,8 @@ from pipeline.api.dashboard import install_dashboard
 from pipeline.api.errors import BodyLimit, JsonRoute, install_error_handlers
 from pipeline.api.outbox import Outbox, Scheduler
 from pipeline.api.queries import ApiStore
-from pipeline.api.routes import Context, install_routes
+from pipeline.api.routes.context import Context
+from pipeline.api.routes.paths import install_routes
 from pipeline.api.tail import TopicTail
 from pipeline.api.tokens import api_tokens
 from pipeline.config.settings import Settings

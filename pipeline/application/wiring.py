@@ -15,7 +15,8 @@ from typing import Any
 
 import agents.analytics
 import agents.apply_reply
-import agents.guard
+import agents.guard.agent
+import agents.guard.config
 import agents.ping
 import agents.respond
 import tables
@@ -167,7 +168,7 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
         )
     )
 
-    agents.guard.register(
+    agents.guard.agent.register(
         app,
         # Operator controls (chat.control) join the same co-partitioned stream, so the guard
         # applies them to chat_state in stream context, in order with the chat's messages.
@@ -181,14 +182,14 @@ def _wire_agents(app: PipelineApp, settings: Settings, llm: LLMProxy) -> None:
         ticks_topic_name=settings.topic("guard_ticks"),
         control_topic_name=settings.topic("control"),
         config=guard_config(settings),
-        tables=agents.guard.GuardTables(
+        tables=agents.guard.config.GuardTables(
             state=tables.TypedTable(tables.guard_state_table(app, n), tables.GuardState),
             chats=chats,
             counters=tables.TypedTable(tables.rate_counters_table(app, n), tables.Counter),
             token_usage=token_usage,
             sender_replies=sender_replies,
         ),
-        topics=agents.guard.GuardTopics(
+        topics=agents.guard.config.GuardTopics(
             # Each turn counts until respond is done with it: the guard stops reading
             # wa.inbound while too many wait (agents/intake.py).
             turns=MeteredTopic(out(t.turns, "guard"), guard_ahead.made, None),

@@ -11,7 +11,7 @@ from faust.cli import argument, option
 
 from pipeline.config.settings import Settings
 from pipeline.replay.progress import Progress
-from pipeline.replay.report import write_report
+from pipeline.replay.report.run_folder import write_report
 from pipeline.replay.runner import (
     ReplayError,
     ReplayRun,

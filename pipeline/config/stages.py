@@ -8,13 +8,13 @@ dataclass its agent takes; the field each one reads is the setting of the same m
 from __future__ import annotations
 
 from agents.apply_reply import WindowConfig
-from agents.guard import GuardConfig
+from agents.guard.config import GuardConfig
 from agents.respond import RespondConfig
 from pipeline.config.settings import Settings
 
 
 def guard_config(settings: Settings) -> GuardConfig:
-    """The guard's bursts, filters, limits and notices (``agents/guard.py``)."""
+    """The guard's bursts, filters, limits and notices (``agents/guard/``)."""
     return GuardConfig(
         burst_quiet_s=settings.burst_quiet_s,
         ignore_older_than_s=settings.ignore_older_than_s,

@@ -30,7 +30,7 @@ def start_servers() -> list[ThreadedServer]:  # type: ignore[type-arg]
     settings = settings_or_exit(PROG)
     started: list[ThreadedServer] = []  # type: ignore[type-arg]
     if not settings.llm_base_url:
-        from pipeline.dev.standin import ThreadedStandin
+        from pipeline.dev.standin.threaded import ThreadedStandin
 
         standin = ThreadedStandin()
         url = standin.start("127.0.0.1", 0)

@@ -13,9 +13,10 @@ Provider limits are handled here, not passed on to the customer:
   at a grapheme-cluster boundary before the first call, with a marker saying how much was cut;
   each ``LLMCall`` records the cut (``cut_chars``) and one warning line names the turn.
 - A prompt the endpoint finds too long for the model's context (:func:`is_context_overflow`:
-  OpenAI, vLLM, Ollama, LM Studio and llama.cpp shapes, see ``pipeline/llm_standin.PROVIDERS``)
-  is sent again without its oldest window entries, down to the system prompt and the current
-  turn, before anything else is tried (``LLMCall.dropped_entries``).
+  OpenAI, vLLM, Ollama, LM Studio and llama.cpp shapes, see
+  ``pipeline.dev.standin.providers.PROVIDERS``) is sent again without its oldest window
+  entries, down to the system prompt and the current turn, before anything else is tried
+  (``LLMCall.dropped_entries``).
 - An empty completion is asked again once; ``max_tokens`` is sent with every request.
 - A refused connection is recorded and logged as ``connection refused`` (the aiohttp transport
   reports it as ``APITimeoutError``), and no backoff is slept after an endpoint's last attempt.

@@ -54,6 +54,12 @@ from pipeline.config.settings import (
 )
 from pipeline.replay.feed import GUARD_STATE_TABLE, Feeder, FeedTopics
 from pipeline.replay.progress import Progress, records_done
+from pipeline.replay.reasons import (
+    CONTROLS_FILE,
+    DECISIONS_FILES,
+    MESSAGES_FILE,
+    ORIGINAL_TURNS_FILE,
+)
 from pipeline.replay.records import (
     ControlInput,
     GroupWatch,
@@ -64,15 +70,12 @@ from pipeline.replay.records import (
     recorded_controls,
     scan_selection,
 )
-from pipeline.replay.report import (
-    CONTROLS_FILE,
-    DECISIONS_FILES,
-    MESSAGES_FILE,
-    ORIGINAL_TURNS_FILE,
+from pipeline.replay.report.formatting import summary_line
+from pipeline.replay.report.run_folder import (
     RESULT_FILES,
     RUN_FILE,
     TURNS_FILE,
-    summary_line,
+    load_run,
     write_report,
 )
 from pipeline.replay.selection import Selection, SelectionError
@@ -485,8 +488,6 @@ class ReplayRun:
     def report(self) -> tuple[Path, Path, str]:
         """Write report.md and report.html; return their paths and the summary line."""
         md, html = write_report(self.folder, self.settings.llm_prices or None)
-        from pipeline.replay.report import load_run
-
         return md, html, summary_line(load_run(self.folder))
 
     async def cleanup(self) -> list[str]:

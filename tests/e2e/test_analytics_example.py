@@ -31,7 +31,7 @@ import pytest
 
 from pipeline.dev.lookalike import LookalikeConfig
 from pipeline.dev.lookalike.server import ThreadedLookalike, run_in_thread
-from pipeline.dev.standin import Failure
+from pipeline.dev.standin.failures import Failure
 from pipeline.gateway.page import browsers_on
 from pipeline.testing.workers import WorkerProcess
 from schemas import OutboundMessage

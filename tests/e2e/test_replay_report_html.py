@@ -14,7 +14,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, Route, async_playwright
 
 from pipeline.gateway.page import CHROMIUM_ARGS
-from pipeline.replay.report import write_report
+from pipeline.replay.report.run_folder import write_report
 from tests.unit.test_replay_report import (
     ARABIC,
     INJECTION,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.config.settings import Settings
-from pipeline.dev.standin import Failure
+from pipeline.dev.standin.failures import Failure
 from tests.conftest import Broker
 from tests.conversation import ACCOUNT, Conversation, by_chat, inbound
 

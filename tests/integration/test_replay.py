@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.replay.report import load_run
+from pipeline.replay.report.run_folder import load_run
 from pipeline.testing.workers import FAUST
 from schemas import InboundMessage
 from tests.conftest import REPO, Broker

@@ -25,7 +25,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from pipeline.replay.records import ControlInput
-from pipeline.replay.report import load_run, render_html, render_markdown
+from pipeline.replay.report.html import render_html
+from pipeline.replay.report.markdown import render_markdown
+from pipeline.replay.report.run_folder import load_run
 from pipeline.testing.workers import FAUST
 from schemas import ChatControl, GuardDecision, InboundMessage, LLMResult, Turn
 from tests.conftest import REPO, Broker

@@ -20,7 +20,7 @@ from pipeline.api.app import create_api
 from pipeline.api.auth import RequestLimit
 from pipeline.api.dashboard import DASHBOARD_PATHS
 from pipeline.api.errors import ApiError
-from pipeline.api.routes import OPEN_PATHS
+from pipeline.api.routes.health import OPEN_PATHS
 from pipeline.config.settings import Settings
 
 pytestmark = pytest.mark.unit

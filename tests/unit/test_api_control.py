@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from agents.guard import account_key
+from agents.guard.controls import account_key
 from pipeline.api.queries import Cursor, InvalidCursor, _percentile
 from schemas import ChatControl, ChatState
 from tests.conversation import ACCOUNT, inbound

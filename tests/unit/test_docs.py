@@ -14,7 +14,7 @@ from typing import get_args
 
 import pytest
 
-from agents.guard import FATES
+from agents.guard.fates import FATES
 from pipeline.config.settings import ENV_PREFIX, Settings, env_name
 from schemas import DECISION_REASONS, MessageType
 
@@ -32,7 +32,7 @@ WORK_SESSION = re.compile(
 ISSUE = re.compile(r"\bissue\s*#?\d", re.IGNORECASE)
 TRACKER = re.compile(r"\b(issue )?tracker\b", re.IGNORECASE)
 
-#: The words of the message-type table for each fate in ``agents.guard.FATES``.
+#: The words of the message-type table for each fate in ``agents.guard.fates.FATES``.
 DOC_FATES = {
     "text": "answered",
     "caption": "answered with its text, else unreadable",

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.guard import Guard, GuardTables, GuardTopics
+from agents.guard.config import GuardTables, GuardTopics
+from agents.guard.decisions import Guard
 from pipeline.config.settings import Settings
 from pipeline.config.stages import guard_config
 from pipeline.observability.faust_metrics import guard_decision_counter

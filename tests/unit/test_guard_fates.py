@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from agents.guard import FATES
+from agents.guard.fates import FATES
 from schemas import MessageType
 
 

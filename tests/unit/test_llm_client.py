@@ -1,7 +1,7 @@
 """pipeline.llm.client.LLMClient against the stand-in: the real openai client over real HTTP
 on 127.0.0.1.
 
-Every provider's refusal of an over-long prompt (pipeline.dev.standin.PROVIDERS) is met by
+Every provider's refusal of an over-long prompt (pipeline.dev.standin.providers.PROVIDERS) is met by
 trimming the oldest window entries; the system prompt and the current turn are always sent.
 """
 
@@ -18,7 +18,8 @@ import pytest
 
 from pipeline.application.app import PipelineApp
 from pipeline.config.settings import Settings
-from pipeline.dev.standin import Failure, LLMStandin
+from pipeline.dev.standin.failures import Failure
+from pipeline.dev.standin.server import LLMStandin
 from pipeline.llm.client import LLMClient
 from pipeline.llm.proxy import LLMProxy
 

@@ -12,12 +12,10 @@ import aiohttp
 import openai
 import pytest
 
-from pipeline.dev.standin import (
-    Failure,
-    LLMStandin,
-    StandinConfig,
-    run_in_thread,
-)
+from pipeline.dev.standin.config import StandinConfig
+from pipeline.dev.standin.failures import Failure
+from pipeline.dev.standin.server import LLMStandin
+from pipeline.dev.standin.threaded import run_in_thread
 
 pytestmark = pytest.mark.unit
 

@@ -16,13 +16,10 @@ from typing import Literal
 
 import pytest
 
-from pipeline.replay.report import (
-    load_run,
-    percentile,
-    render_html,
-    summary_line,
-    write_report,
-)
+from pipeline.replay.report.data import percentile
+from pipeline.replay.report.formatting import summary_line
+from pipeline.replay.report.html import render_html
+from pipeline.replay.report.run_folder import load_run, write_report
 from schemas import LLMCall, LLMCallStatus, LLMResult, Turn
 
 pytestmark = pytest.mark.unit
