@@ -22,6 +22,8 @@ from pipeline.config.settings import Settings
 from pipeline.dev.servers import ThreadedServer
 
 PROG = "python -m pipeline.dev"
+#: Where, in the data folder, the stand-in's URL is kept while it runs.
+STANDIN_URL_FILE = "llm-standin-url"
 
 
 def start_servers() -> list[ThreadedServer]:  # type: ignore[type-arg]
@@ -36,6 +38,9 @@ def start_servers() -> list[ThreadedServer]:  # type: ignore[type-arg]
         url = standin.start("127.0.0.1", 0)
         started.append(standin)
         os.environ["WABOT_LLM_BASE_URL"] = url
+        # For commands run beside it (a replay): `--set llm_base_url="$(cat ...)"`.
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / STANDIN_URL_FILE).write_text(url + "\n")
     if settings.gateway_lookalike:
         from pipeline.dev.lookalike.server import ThreadedLookalike
 
@@ -79,8 +84,8 @@ def ready_block(settings: Settings, standin: bool, ready_after: float | None) ->
     rows.append(
         (
             "LLM",
-            "the built-in stand-in, which echoes the prompt (set WABOT_LLM_BASE_URL, "
-            "WABOT_LLM_MODEL, WABOT_LLM_API_KEY for a real model)"
+            f"the built-in stand-in at {settings.llm_base_url}, which echoes the prompt "
+            "(set WABOT_LLM_BASE_URL, WABOT_LLM_MODEL, WABOT_LLM_API_KEY for a real model)"
             if standin
             else f"{settings.llm_model} at {settings.llm_base_url}",
         )
