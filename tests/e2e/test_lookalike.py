@@ -446,6 +446,74 @@ async def test_login_survives_reload_and_restart(
         await context.close()
 
 
+async def test_names_have_wa_js_shape(browser: BrowserContext, control: Control) -> None:
+    """Where WA-JS keeps names: ``notifyName`` and ``senderObj`` (a ContactModel) on a
+    message, ``name`` / ``formattedTitle`` / ``contact`` on a ChatModel, a group's subject in
+    ``groupMetadata``; a person known only by number has no name, the number as title."""
+    page = await open_bot(browser, control.base_url)
+    await login(page, control)
+    stranger = "4917444444444@c.us"
+    await control.post("message", {"chat": ALICE, "body": "Hi"})
+    await control.post("message", {"chat": GROUP, "author": BOB, "body": "Hello all"})
+    await control.post("message", {"chat": stranger, "body": "Who is this?"})
+    await wait_event(page, "chat.new_message", 3)
+    shapes = await page.evaluate(
+        """() => window.__raw.filter(e => e.name === 'chat.new_message').map(e => {
+          const m = e.args[0];
+          const chat = WPP.chat.get(m.id.remote);
+          return {
+            chat: m.id.remote._serialized,
+            notifyName: m.notifyName,
+            senderName: m.senderObj.name ?? null,
+            senderPushname: m.senderObj.pushname ?? null,
+            senderId: m.senderObj.id._serialized,
+            chatName: chat.name ?? null,
+            title: chat.formattedTitle,
+            contactName: chat.contact ? chat.contact.name ?? null : null,
+            subject: chat.groupMetadata ? chat.groupMetadata.subject : null,
+          };
+        })"""
+    )
+    assert shapes == [
+        {
+            "chat": ALICE,
+            "notifyName": "Alice",
+            "senderName": "Alice",
+            "senderPushname": "Alice",
+            "senderId": ALICE,
+            "chatName": "Alice",
+            "title": "Alice",
+            "contactName": "Alice",
+            "subject": None,
+        },
+        {
+            "chat": GROUP,
+            "notifyName": "Bob",
+            "senderName": "Bob",
+            "senderPushname": "Bob",
+            "senderId": BOB,
+            "chatName": "Lookalike friends",
+            "title": "Lookalike friends",
+            "contactName": None,
+            "subject": "Lookalike friends",
+        },
+        {
+            "chat": stranger,
+            "notifyName": "",
+            "senderName": None,
+            "senderPushname": None,
+            "senderId": stranger,
+            "chatName": None,
+            "title": "+4917444444444",
+            "contactName": None,
+            "subject": None,
+        },
+    ]
+    # The page's own chat list shows the title, as WhatsApp Web does.
+    titles = await page.locator(".chat-name").all_text_contents()
+    assert {"Alice", "Lookalike friends", "+4917444444444"} <= set(titles)
+
+
 async def test_logout_restarts_qr_flow(browser: BrowserContext, control: Control) -> None:
     page = await open_bot(browser, control.base_url)
     await login(page, control)

@@ -1041,8 +1041,8 @@ class Lookalike:
         world = self.world
         return web.json_response(
             [
-                {"id": user, "name": name, "lid": world.lid_of(user)}
-                for user, name in world.contacts.items()
+                {"id": user, "name": world.given_name(user), "lid": world.lid_of(user)}
+                for user in world.contacts
                 if user != world.me
             ]
         )

@@ -114,6 +114,7 @@ class Chat:
         return {
             "id": self.id,
             "name": self.name,
+            "contact_name": None if self.is_group else world.given_name(self.id),
             "is_group": self.is_group,
             "participants": [{"id": p, "name": world.contact_name(p)} for p in self.participants],
             "unread_count": self.unread_count,
@@ -178,6 +179,7 @@ class Message:
             "sender": self.sender,
             "author": self.participant,
             "notify_name": world.contact_name(self.sender),
+            "push_name": world.given_name(self.sender),
             "body": self.body,
             "type": self.type,
             "t": self.t,
@@ -233,7 +235,8 @@ class World:
         """``<n>@lid`` -> ``<digits>@c.us``: the pairs WhatsApp knows (the account's too)."""
         self._seed = seed
         self._clock = clock
-        self.contacts: dict[str, str] = {}
+        self.contacts: dict[str, str | None] = {}
+        """Everyone the account knows, with the name they go by (None: only their number)."""
         self.unregistered: set[str] = set()
         """Numbers that are not on WhatsApp (besides ids that are no phone number at all)."""
         self.chats: dict[str, Chat] = {}
@@ -264,13 +267,16 @@ class World:
     # -- contacts and chats ---------------------------------------------------------------------
 
     def contact_name(self, user: str) -> str:
+        """What the pages show for ``user``: their name, else ``+<digits>``."""
+        return self.given_name(user) or "+" + user.split("@", 1)[0]
+
+    def given_name(self, user: str) -> str | None:
+        """The name ``user`` goes by (the look-alike's contact and push name are one), or
+        None when the account knows only their number: what WA-JS's ContactModel ``name``
+        and ``pushname`` and a message's ``notifyName`` carry."""
         if user == self.me_lid:
             return self.me_name
-        return (
-            self.contacts.get(user)
-            or self.contacts.get(self.lids.get(user, ""))
-            or "+" + user.split("@", 1)[0]
-        )
+        return self.contacts.get(user) or self.contacts.get(self.lids.get(user, ""))
 
     def lid_of(self, user: str) -> str | None:
         """The ``<n>@lid`` of a phone id, if WhatsApp knows one."""
@@ -319,7 +325,7 @@ class World:
         if name:
             self.contacts[user] = name
         else:
-            self.contacts.setdefault(user, "+" + user.split("@", 1)[0])
+            self.contacts.setdefault(user, None)
         return user
 
     def add_group(self, group: str, name: str, participants: Iterable[str]) -> Chat:
@@ -561,8 +567,8 @@ class World:
             "me_lid": self.me_lid,
             "me_name": self.me_name,
             "contacts": [
-                {"id": k, "name": v, "lid": self.lid_of(k)}
-                for k, v in self.contacts.items()
+                {"id": k, "name": self.contact_name(k), "lid": self.lid_of(k)}
+                for k in self.contacts
                 if k != self.me
             ],
             "lids": dict(self.lids),
