@@ -105,10 +105,21 @@
     return new Date(ms).toLocaleDateString();
   }
 
+  /** An id as people read it: +<digits> for a phone number, else the id itself. */
   function chatName(id) {
     const [user, server] = id.split("@");
     if (server === "c.us" && /^\d+$/.test(user)) return `+${user}`;
     return id;
+  }
+
+  /** The name first, the id smaller beside it; only the id when no name is known. */
+  function nameAndId(name, id, className) {
+    return el(
+      "span",
+      { className },
+      el("span", { className: "name", text: name || chatName(id) }),
+      name ? el("span", { className: "id", text: chatName(id) }) : null,
+    );
   }
 
   function randomKey() {
@@ -421,9 +432,9 @@
       const button = el(
         "button",
         { type: "button", title: chat.chat_id },
-        el("span", { className: "who", text: chatName(chat.chat_id) }, chat.is_group ? el("span", { className: "tag", text: "group" }) : null),
+        el("span", { className: "who" }, nameAndId(chat.name, chat.chat_id, "title"), chat.is_group ? el("span", { className: "tag", text: "group" }) : null),
         el("span", { className: "when", text: ago(last) }),
-        el("span", { className: "meta", text: [chat.chat_id, waiting ? "last: inbound" : "last: outbound"].join(" · ") }),
+        el("span", { className: "meta", text: waiting ? "last: inbound" : "last: outbound" }),
       );
       button.addEventListener("click", () => {
         location.hash = `chat=${encodeURIComponent(chat.chat_id)}`;
@@ -458,8 +469,7 @@
       refreshChats().catch(handleActionError);
       return;
     }
-    $("chat-title").textContent = chatName(chat);
-    $("chat-sub").textContent = chat;
+    renderTitle(null, chat);
     $("messages").replaceChildren();
     $("chat-state").textContent = "";
     refreshConversation().catch(handleActionError);
@@ -490,8 +500,14 @@
     }
     if ($("chat-note").dataset.source === "load") note("");
     if (chat !== openChat) return;
+    renderTitle(page.chat_name, chat);
     renderProfile(profile);
     renderMessages(page.messages);
+  }
+
+  function renderTitle(name, chat) {
+    setText("chat-title", name || chatName(chat));
+    setText("chat-sub", name ? `${chatName(chat)} · ${chat}` : chat);
   }
 
   function renderProfile(profile) {
@@ -535,9 +551,13 @@
           if (m.failure_reason) meta.push(m.failure_reason);
         }
         const className = `${m.direction} ${m.kind === "manual" ? "manual" : ""}`.trim();
+        // In a group, who wrote: their name first, their id beside it.
+        const group = openChat.endsWith("@g.us");
+        const from = group && m.direction === "in" && m.sender_id ? nameAndId(m.sender_name, m.sender_id, "from") : null;
         return el(
           "li",
           { className, dataset: { id: m.id, kind: m.kind || "" } },
+          from,
           el("span", { className: "text", text: body }),
           el("span", { className: `meta ${m.delivery_status === "failed" ? "failed" : ""}`, text: meta.join(" · ") }),
         );
