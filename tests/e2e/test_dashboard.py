@@ -7,12 +7,13 @@ and the bot's reply), pauses the bot (the next message gets no reply on wa.outbo
 a message by hand (a ``manual`` record on wa.outbound). The page must load nothing but the
 API's own files and break no Content-Security-Policy rule. Chats show the names WhatsApp gave
 (the name first, the id smaller beside it; the id alone when none is known), a group its
-subject and who wrote. The screenshot after that traffic goes to
+subject and who wrote; times read 24-hour HH:MM. The screenshot after that traffic goes to
 ``docs/dashboard.png`` (the docs' "Dashboard" page).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -222,6 +223,18 @@ async def test_operator_logs_in_follows_a_chat_pauses_the_bot_and_writes(
             )
             await expect(page.locator("#chat-title")).to_have_text("Maria Schmidt")
             await expect(page.locator("#chat-sub")).to_have_text(f"+491630000001 · {CHAT}")
+            # A time as on the phone: 24-hour HH:MM (today's, so no date before it).
+            await expect(messages.locator("li.in .meta")).to_have_text([re.compile(r"^\d\d:\d\d$")])
+            await expect(page.locator("#updated")).to_have_text(
+                re.compile(r"^updated \d\d:\d\d:\d\d$")
+            )
+            assert len(await replies(conv, CHAT, 1)) == 1
+            await expect(messages.locator('li[data-kind="reply"] .text')).to_have_count(1)
+            await expect(messages.locator('li[data-kind="reply"] .text')).to_contain_text(
+                "Hello, is my order 4711 on its way?"
+            )
+            await expect(page.locator("#chat-state")).to_have_attribute("data-state", "active")
+
             # A group: its subject as the title, who wrote above each message.
             await page.goto(f"{api.base}/dashboard#chat={GROUP}")
             await expect(page.locator("#chat-title")).to_have_text("Sunday runners")

@@ -88,12 +88,17 @@
     return Number.isNaN(ms) ? null : ms;
   }
 
+  // One time format for people, as on the phone: 24-hour HH:MM in the browser's zone, with
+  // the date (YYYY-MM-DD) before it when it is not today.
+  const pad = (n) => String(n).padStart(2, "0");
+  const hhmm = (date) => `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  const day = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+
   function clock(ms) {
     if (ms === null) return "";
     const date = new Date(ms);
     const today = new Date().toDateString() === date.toDateString();
-    const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return today ? time : `${date.toLocaleDateString()} ${time}`;
+    return today ? hhmm(date) : `${day(date)} ${hhmm(date)}`;
   }
 
   function ago(ms) {
@@ -102,7 +107,7 @@
     if (s < 45) return "just now";
     if (s < 3600) return `${Math.round(s / 60)} min ago`;
     if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-    return new Date(ms).toLocaleDateString();
+    return day(new Date(ms));
   }
 
   /** An id as people read it: +<digits> for a phone number, else the id itself. */
@@ -191,7 +196,8 @@
     try {
       await refresh();
       $("banner").hidden = true;
-      setText("updated", `updated ${new Date().toLocaleTimeString()}`);
+      const now = new Date();
+      setText("updated", `updated ${hhmm(now)}:${pad(now.getSeconds())}`);
     } catch (error) {
       if (error instanceof AuthError) {
         polling = false;
@@ -295,7 +301,13 @@
       legend: { live: false },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
-        { stroke: "#6b7380", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#eef0f3" } },
+        {
+          stroke: "#6b7380",
+          grid: { stroke: "#eef0f3" },
+          ticks: { stroke: "#eef0f3" },
+          // uPlot's own labels are 12-hour ("6:20pm"): the page's HH:MM instead.
+          values: (u, splits) => splits.map((s) => hhmm(new Date(s * 1000))),
+        },
         { stroke: "#6b7380", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#eef0f3" }, size: 48 },
       ],
     };
