@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -576,6 +576,35 @@ class World:
             "chats": [chat.to_json(self) for chat in self.sorted_chats()],
             "messages": [m.to_json(self) for m in self.messages.values()],
         }
+
+    def saved(self) -> dict[str, Any]:
+        """Everything :meth:`restore` needs to bring this world back, as JSON-ready data:
+        ``{contacts: {id: name | null}, lids, unregistered, chats: [Chat fields],
+        messages: [Message fields], seq}`` (chats and messages in their order)."""
+        return {
+            "contacts": dict(self.contacts),
+            "lids": dict(self.lids),
+            "unregistered": sorted(self.unregistered),
+            "chats": [asdict(chat) for chat in self.chats.values()],
+            "messages": [asdict(message) for message in self.messages.values()],
+            "seq": self._seq,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """The world :meth:`saved` gave; nobody is typing any more. Raises
+        :class:`WorldError` for data it did not write (the world is then unchanged)."""
+        try:
+            contacts = {str(k): v for k, v in dict(saved["contacts"]).items()}
+            lids = {str(k): str(v) for k, v in dict(saved["lids"]).items()}
+            unregistered = {str(u) for u in saved["unregistered"]}
+            chats = {c["id"]: Chat(**{**c, "typing": False}) for c in saved["chats"]}
+            messages = {m["id"]: Message(**m) for m in saved["messages"]}
+            seq = int(saved["seq"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorldError(f"not a saved look-alike world: {exc!r}") from None
+        contacts[self.me] = self.me_name
+        self.contacts, self.lids, self.unregistered = contacts, lids, unregistered
+        self.chats, self.messages, self._seq = chats, messages, seq
 
     def sorted_chats(self) -> list[Chat]:
         last_seq = {m.chat: m.seq for m in self.messages.values()}
