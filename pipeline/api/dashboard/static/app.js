@@ -117,12 +117,14 @@
     return id;
   }
 
-  /** The name first, the id smaller beside it; only the id when no name is known. */
-  function nameAndId(name, id, className) {
+  /** The name first (then ``tag``, if any), the id smaller beside it; only the id when no
+   * name is known. */
+  function nameAndId(name, id, className, tag) {
     return el(
       "span",
       { className },
       el("span", { className: "name", text: name || chatName(id) }),
+      tag || null,
       name ? el("span", { className: "id", text: chatName(id) }) : null,
     );
   }
@@ -444,7 +446,7 @@
       const button = el(
         "button",
         { type: "button", title: chat.chat_id },
-        el("span", { className: "who" }, nameAndId(chat.name, chat.chat_id, "title"), chat.is_group ? el("span", { className: "tag", text: "group" }) : null),
+        el("span", { className: "who" }, nameAndId(chat.name, chat.chat_id, "title", chat.is_group ? el("span", { className: "tag", text: "group" }) : null)),
         el("span", { className: "when", text: ago(last) }),
         el("span", { className: "meta", text: waiting ? "last: inbound" : "last: outbound" }),
       );
