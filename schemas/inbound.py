@@ -83,7 +83,7 @@ class InboundMessage(Record):
     decrypted message share one id).
     """
 
-    schema_version: int = Field(2, ge=1)
+    schema_version: int = Field(3, ge=1)
     event: InboundEvent = Field(
         "message",
         description="message: a new message; edit: body is the new text of target_message_id; "
@@ -106,6 +106,18 @@ class InboundMessage(Record):
         description="1:1 chat: the other person, or us when from_me; group: the author"
     )
     author_id: ChatId | None = Field(None, description="the author inside a group")
+    sender_name: str | None = Field(
+        None,
+        description="the sender's name as WhatsApp Web knows it: the account's contact name "
+        "for them, else their push name (WA-JS: msg.senderObj.name, msg.notifyName); "
+        "none when unknown or when from_me",
+    )
+    chat_name: str | None = Field(
+        None,
+        description="the chat's title: a group's subject, or the contact name of the person "
+        "in a 1:1 chat (WA-JS ChatModel: groupMetadata.subject, name, contact.name); none "
+        "when WhatsApp Web shows only the number",
+    )
     from_me: bool
     sent_by_bot: bool = Field(False, description="set by the gateway for messages the bot sent")
     is_group: bool

@@ -133,6 +133,11 @@ class ControlAccepted(BaseModel):
 
 class Chat(BaseModel):
     chat_id: str
+    name: str | None = Field(
+        None,
+        description="the name WhatsApp Web last gave the chat: a group's subject, the "
+        "person's contact or push name; none while only the id is known",
+    )
     account_id: str | None
     is_group: bool
     first_message_at: datetime | None
@@ -155,6 +160,9 @@ class Message(BaseModel):
     type: str | None = Field(description="inbound: WhatsApp's message type")
     event: str | None
     sender_id: str | None
+    sender_name: str | None = Field(
+        None, description="inbound: the writer's contact or push name, when WhatsApp gave one"
+    )
     outbound_id: str | None
     turn_id: str | None
     priority: int | None = Field(description="manual messages: 1 (first) to 5")
@@ -170,6 +178,7 @@ class Message(BaseModel):
 
 class MessagePage(BaseModel):
     chat_id: str
+    chat_name: str | None = Field(None, description="the chat's `name` (see the chat listing)")
     messages: list[Message]
     next_before: str | None = Field(description="pass as `before` for older messages")
 

@@ -111,6 +111,12 @@ class ApiStore:
         async with self.sessions() as session:
             return await session.get(ChatRow, chat_id)
 
+    async def chat_name(self, chat_id: str) -> str | None:
+        """The chat's name (``chats.name``), None when unknown or no such chat."""
+        async with self.sessions() as session:
+            found = await session.execute(select(ChatRow.name).where(ChatRow.chat_id == chat_id))
+            return found.scalar_one_or_none()
+
     async def chats(
         self, *, q: str | None, cursor: Cursor | None, limit: int
     ) -> tuple[list[ChatRow], Cursor | None]:

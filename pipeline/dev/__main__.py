@@ -2,7 +2,8 @@
 
 What ``make dev`` runs: the LLM stand-in (unless ``WABOT_LLM_BASE_URL`` names a real
 endpoint) and, with ``WABOT_GATEWAY_LOOKALIKE=true``, the WhatsApp look-alike on
-``WABOT_LOOKALIKE_PORT``, each on a thread of this process; then ``faust -A pipeline worker``
+``WABOT_LOOKALIKE_PORT`` (its world and login kept in ``<WABOT_DATA_DIR>/lookalike/world.json``),
+each on a thread of this process; then ``faust -A pipeline worker``
 in the foreground, handed their URLs (``WABOT_LLM_BASE_URL``, ``WABOT_GATEWAY_URL``) as any
 real endpoint would be. The worker itself never imports this package.
 
@@ -42,9 +43,11 @@ def start_servers() -> list[ThreadedServer]:  # type: ignore[type-arg]
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         (settings.data_dir / STANDIN_URL_FILE).write_text(url + "\n")
     if settings.gateway_lookalike:
-        from pipeline.dev.lookalike.server import ThreadedLookalike
+        from pipeline.dev.lookalike.server import LookalikeConfig, ThreadedLookalike
 
-        lookalike = ThreadedLookalike()
+        # Its chats and its login outlive a restart, as the bot's tables and profile do.
+        state = settings.data_dir / "lookalike" / "world.json"
+        lookalike = ThreadedLookalike(LookalikeConfig(state_file=state))
         try:
             base = lookalike.start("127.0.0.1", settings.lookalike_port)
         except OSError as exc:

@@ -30,14 +30,43 @@
       return undefined;
     }
   };
+  const text = (v) => (typeof v === 'string' && v.trim() ? v.trim() : null);
+  // Who wrote, by name: the account's contact name for them (ContactModel.name, from the
+  // address book), else the push name they set themselves (MsgModel.notifyName, or the
+  // contact's pushname / verifiedName for a business).
+  const senderName = (m) => {
+    const c = read(() => m.senderObj);
+    return (
+      text(read(() => c.name)) ||
+      text(m.notifyName) ||
+      text(read(() => c.pushname)) ||
+      text(read(() => c.verifiedName))
+    );
+  };
+  // The chat's title (WPP.chat.get: a ChatModel): a group's subject, or the contact name of
+  // the person in a 1:1 chat. Not formattedTitle there: without a name it is the number.
+  const chatName = (chat, group) => {
+    const c = read(() => window.WPP.chat.get(chat));
+    if (!c) return null;
+    if (group) {
+      return text(read(() => c.groupMetadata.subject)) || text(c.name) || text(read(() => c.formattedTitle));
+    }
+    return text(read(() => c.contact.name)) || text(c.name) || text(read(() => c.contact.pushname));
+  };
   const plain = (m) => {
     const key = m.id || {};
     const mentioned = read(() => m.mentionedJidList) || [];
+    const chat = wid(key.remote) || wid(read(() => m.chat && m.chat.id));
+    const fromMe = key.fromMe === true;
+    const group = typeof chat === 'string' && chat.endsWith('@g.us');
+    const sender = fromMe ? null : senderName(m);
     return {
       id: key.id,
       serialized: key._serialized || null,
-      fromMe: key.fromMe === true,
-      chat: wid(key.remote) || wid(read(() => m.chat && m.chat.id)),
+      fromMe,
+      chat,
+      senderName: sender,
+      chatName: (chat && chatName(chat, group)) || (group || fromMe ? null : sender),
       from: wid(m.from),
       to: wid(m.to),
       author: wid(m.author) || wid(key.participant),

@@ -68,9 +68,11 @@ def inbound_from_page(
 
     ``raw`` is ``bridge.js``'s plain form of a MsgModel (``id``, ``chat``, ``from``,
     ``author``, ``body``, ``type``, ``t`` in seconds, ``mentioned``, ``quotedId``,
-    ``quotedFromMe``, media fields). ``lid_map`` (``<n>@lid`` -> phone id) canonicalises
-    every id in it, mentions included, so one person is one id whichever form WhatsApp used.
-    ``quoted_from_me`` (or the page's ``quotedFromMe``) marks a reply to one of our messages.
+    ``quotedFromMe``, media fields, ``senderName`` and ``chatName``). ``lid_map``
+    (``<n>@lid`` -> phone id) canonicalises every id in it, mentions included, so one person
+    is one id whichever form WhatsApp used. ``quoted_from_me`` (or the page's
+    ``quotedFromMe``) marks a reply to one of our messages. The names are trimmed and cut
+    to :data:`MAX_NAME` characters; ours (``fromMe``) carry no sender name.
     """
     chat = canonical_chat_id(str(raw.get("chat") or ""), lid_map)
     from_me = bool(raw.get("fromMe"))
@@ -100,6 +102,8 @@ def inbound_from_page(
         "chat_id": chat,
         "sender_id": sender,
         "author_id": author if group else None,
+        "sender_name": None if from_me else _name(raw.get("senderName")),
+        "chat_name": _name(raw.get("chatName")),
         "from_me": from_me,
         "sent_by_bot": sent_by_bot and from_me,
         "is_group": group,
@@ -301,6 +305,19 @@ def _timestamp(value: object) -> datetime:
         seconds = value / 1000 if value > 100_000_000_000 else value  # ms from some events
         return datetime.fromtimestamp(float(seconds), UTC)
     return datetime.now(UTC)
+
+
+#: The longest name a record carries (WhatsApp caps push names and subjects far below it).
+MAX_NAME = 200
+
+
+def _name(value: object) -> str | None:
+    """A person's or a group's name from the page: trimmed, at most :data:`MAX_NAME`
+    characters, None when absent or blank."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    return text[:MAX_NAME] or None
 
 
 def _unique(ids: Iterable[str]) -> list[str]:

@@ -94,7 +94,12 @@ class Base(DeclarativeBase):
 
 
 class ChatRow(Base):
-    """One chat (a person or a group), with the times of its first and latest message."""
+    """One chat (a person or a group), with the times of its first and latest message.
+
+    ``name`` is the latest name WhatsApp Web gave it (a group's subject, the person's
+    contact or push name; None while none was seen), ``name_at`` the time of the message
+    that carried it: a later message's name wins, whatever order the archive writes them in.
+    """
 
     __tablename__ = "chats"
 
@@ -105,6 +110,8 @@ class ChatRow(Base):
     last_message_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     last_inbound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_outbound_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    name: Mapped[str | None] = mapped_column(Text)
+    name_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class MessageRow(Base):
@@ -130,6 +137,7 @@ class MessageRow(Base):
     # inbound
     message_id: Mapped[str | None] = mapped_column(String)
     sender_id: Mapped[str | None] = mapped_column(String)
+    sender_name: Mapped[str | None] = mapped_column(Text)
     event: Mapped[str | None] = mapped_column(String)
     target_message_id: Mapped[str | None] = mapped_column(String)
     type: Mapped[str | None] = mapped_column(String)

@@ -10,7 +10,8 @@ so the result does not depend on the order records arrive in:
 - an inbound message replaces a ``ciphertext`` placeholder with the same id (WhatsApp gives
   the decrypted message the placeholder's id);
 - delivery receipts keep the furthest status and the earliest time of each status;
-- chats keep their earliest and latest message times.
+- chats keep their earliest and latest message times, and the name of the latest
+  inbound message that carried one (``name_at``; a tie keeps the greater name).
 
 Text is made storable everywhere: NUL characters (PostgreSQL refuses them in text) become
 U+FFFD, and so do lone surrogates (no UTF-8 encoding).
@@ -60,6 +61,7 @@ INBOUND_COLUMNS = (
     "trace_id",
     "message_id",
     "sender_id",
+    "sender_name",
     "event",
     "target_message_id",
     "type",
@@ -188,6 +190,7 @@ def _inbound(rows: RowSet, m: InboundMessage) -> None:
         "trace_id": m.trace_id,
         "message_id": m.message_id,
         "sender_id": m.sender_id,
+        "sender_name": m.sender_name,
         "event": m.event,
         "target_message_id": m.target_message_id,
         "type": m.type,
@@ -201,6 +204,24 @@ def _inbound(rows: RowSet, m: InboundMessage) -> None:
     }
     # Ours (the bot's echo, or the owner typing on the phone) is not a customer's message.
     _chat(rows, m.chat_id, m.account_id, m.is_group, m.wa_timestamp, inbound=not m.from_me)
+    _chat_name(rows.chats[m.chat_id], chat_name(m), m.wa_timestamp)
+
+
+def chat_name(m: InboundMessage) -> str | None:
+    """The name a message gives its chat: the chat's own (a group's subject, a contact's
+    name), else, in a 1:1 chat, the name of the person who wrote."""
+    if m.chat_name:
+        return m.chat_name
+    return None if m.is_group or m.from_me else m.sender_name
+
+
+def _chat_name(row: Row, name: str | None, at: datetime) -> None:
+    if name is None:
+        return
+    known = row.get("name_at")
+    if known is None or at > known or (at == known and name > (row.get("name") or "")):
+        row["name"] = name
+        row["name_at"] = at
 
 
 def _outbound(rows: RowSet, m: OutboundMessage) -> None:
@@ -355,6 +376,8 @@ def _chat(
             "last_message_at": at,
             "last_inbound_at": None,
             "last_outbound_at": None,
+            "name": None,
+            "name_at": None,
         }
     else:
         row["first_message_at"] = earliest(row["first_message_at"], at)

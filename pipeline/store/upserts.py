@@ -3,9 +3,9 @@
 Both dialects have the same ``insert().on_conflict_do_nothing/do_update`` construct; the
 merge rules match :mod:`pipeline.store.rows` (first version wins, a decrypted message
 replaces its ciphertext placeholder, the furthest delivery status and the earliest time of
-each, a chat's earliest and latest message), so writing a row set twice, or two row sets in
-either order, ends in the same rows. In ``SET``, a bare column is the stored value and
-``excluded.<column>`` the one being written.
+each, a chat's earliest and latest message and its latest name), so writing a row set
+twice, or two row sets in either order, ends in the same rows. In ``SET``, a bare column
+is the stored value and ``excluded.<column>`` the one being written.
 """
 
 from __future__ import annotations
@@ -170,9 +170,20 @@ def _chats(insert: Callable[[Table], Insert]) -> Any:
     statement = insert(CHATS)
     new = statement.excluded
     c = CHATS.c
+    # The name of the later message; at the same time the greater name (as rows.py merges).
+    renamed = and_(
+        new.name.is_not(None),
+        or_(
+            c.name_at.is_(None),
+            new.name_at > c.name_at,
+            and_(new.name_at == c.name_at, new.name > func.coalesce(c.name, "")),
+        ),
+    )
     return statement.on_conflict_do_update(
         index_elements=["chat_id"],
         set_={
+            "name": case((renamed, new.name), else_=c.name),
+            "name_at": case((renamed, new.name_at), else_=c.name_at),
             "account_id": func.coalesce(c.account_id, new.account_id),
             "first_message_at": _earliest(c.first_message_at, new.first_message_at),
             "last_message_at": _latest(c.last_message_at, new.last_message_at),

@@ -5,12 +5,15 @@ An operator loads the page, is refused with a wrong token, logs in, sees a new c
 appear after its message is produced and finds it with the search box; opens it (the message
 and the bot's reply), pauses the bot (the next message gets no reply on wa.outbound) and sends
 a message by hand (a ``manual`` record on wa.outbound). The page must load nothing but the
-API's own files and break no Content-Security-Policy rule. The screenshot after that traffic
-goes to ``docs/dashboard.png`` (the docs' "Dashboard" page).
+API's own files and break no Content-Security-Policy rule. Chats show the names WhatsApp gave
+(the name first, the id smaller beside it; the id alone when none is known), a group its
+subject and who wrote; times read 24-hour HH:MM. The screenshot after that traffic goes to
+``docs/dashboard.png`` (the docs' "Dashboard" page).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +45,14 @@ OTHERS = {
     "491630000003@c.us": ["What time do you open tomorrow?"],
     "491630000004@c.us": ["Can I pay by card?", "Thanks 🙏"],
 }
+#: The names WhatsApp Web gave the senders (491630000003 has none: only the number shows).
+NAMES = {
+    CHAT: "Maria Schmidt",
+    "491630000002@c.us": "Jonas Weber",
+    "491630000004@c.us": "Lea",
+}
+GROUP = "120363000000000042@g.us"
+TOM = "491630000007@c.us"
 SECONDS = 1000  # Playwright timeouts are in ms
 
 
@@ -149,7 +160,23 @@ async def test_operator_logs_in_follows_a_chat_pauses_the_bot_and_writes(
 
             # Traffic: other chats, a busy one over its limit, a record the guard cannot
             # read (a dead letter), and a gateway that waits for a QR scan.
-            await conv.send(*(inbound(c, t) for c, texts in OTHERS.items() for t in texts))
+            await conv.send(
+                *(
+                    inbound(c, t, sender_name=NAMES.get(c))
+                    for c, texts in OTHERS.items()
+                    for t in texts
+                )
+            )
+            await conv.send(
+                inbound(
+                    GROUP,
+                    "Anyone up for a run on Sunday?",
+                    sender_id=TOM,
+                    author_id=TOM,
+                    sender_name="Tom",
+                    chat_name="Sunday runners",
+                )
+            )
             await conv.send(*(inbound("491630000005@c.us", f"ping {i}") for i in range(5)))
             await conv.send_raw(b"491630000009@c.us", b"{not json")
             await produce_event(
@@ -157,9 +184,20 @@ async def test_operator_logs_in_follows_a_chat_pauses_the_bot_and_writes(
             )
 
             # A new chat's message: the chat appears in the list, and the search finds it.
-            await conv.send(inbound(CHAT, "Hello, is my order 4711 on its way?"))
+            await conv.send(
+                inbound(CHAT, "Hello, is my order 4711 on its way?", sender_name=NAMES[CHAT])
+            )
             row = page.locator(f'#chats li[data-chat-id="{CHAT}"]')
             await expect(row).to_be_visible()
+            # Names first, the id smaller beside them; a chat without a name shows its id.
+            await expect(row.locator(".who .name")).to_have_text("Maria Schmidt")
+            await expect(row.locator(".who .id")).to_have_text("+491630000001")
+            unnamed = page.locator('#chats li[data-chat-id="491630000003@c.us"]')
+            await expect(unnamed.locator(".who .name")).to_have_text("+491630000003")
+            await expect(unnamed.locator(".who .id")).to_have_count(0)
+            group = page.locator(f'#chats li[data-chat-id="{GROUP}"]')
+            await expect(group.locator(".who .name")).to_have_text("Sunday runners")
+            await expect(group.locator(".who .id")).to_have_text(GROUP)
             for other in OTHERS:
                 await expect(page.locator(f'#chats li[data-chat-id="{other}"]')).to_be_visible()
             await page.fill("#search", "4711")
@@ -169,7 +207,7 @@ async def test_operator_logs_in_follows_a_chat_pauses_the_bot_and_writes(
             await expect(page.locator("#chats li")).to_have_count(0)
             await expect(page.locator("#chats-empty")).to_be_visible()
             await page.fill("#search", "")
-            await expect(page.locator("#chats li")).to_have_count(len(OTHERS) + 2)
+            await expect(page.locator("#chats li")).to_have_count(len(OTHERS) + 3)
 
             # The gateway's state and its QR (an authorized fetch shown as an image).
             await expect(page.locator("#gateway-pill")).to_have_text("gateway qr")
@@ -183,12 +221,27 @@ async def test_operator_logs_in_follows_a_chat_pauses_the_bot_and_writes(
             await expect(messages.locator("li.in .text")).to_have_text(
                 ["Hello, is my order 4711 on its way?"]
             )
+            await expect(page.locator("#chat-title")).to_have_text("Maria Schmidt")
+            await expect(page.locator("#chat-sub")).to_have_text(f"+491630000001 · {CHAT}")
+            # A time as on the phone: 24-hour HH:MM (today's, so no date before it).
+            await expect(messages.locator("li.in .meta")).to_have_text([re.compile(r"^\d\d:\d\d$")])
+            await expect(page.locator("#updated")).to_have_text(
+                re.compile(r"^updated \d\d:\d\d:\d\d$")
+            )
             assert len(await replies(conv, CHAT, 1)) == 1
             await expect(messages.locator('li[data-kind="reply"] .text')).to_have_count(1)
             await expect(messages.locator('li[data-kind="reply"] .text')).to_contain_text(
                 "Hello, is my order 4711 on its way?"
             )
             await expect(page.locator("#chat-state")).to_have_attribute("data-state", "active")
+
+            # A group: its subject as the title, who wrote above each message.
+            await page.goto(f"{api.base}/dashboard#chat={GROUP}")
+            await expect(page.locator("#chat-title")).to_have_text("Sunday runners")
+            await expect(messages.locator("li.in .from .name")).to_have_text(["Tom"])
+            await expect(messages.locator("li.in .from .id")).to_have_text(["+491630000007"])
+            await page.goto(f"{api.base}/dashboard#chat={CHAT}")
+            await expect(page.locator("#chat-title")).to_have_text("Maria Schmidt")
 
             # Paused: the page says so, and the bot does not answer the next message.
             await page.click("#pause")

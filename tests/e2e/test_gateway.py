@@ -292,6 +292,34 @@ async def test_group_message_without_mention_gets_no_reply(stack: Stack) -> None
     assert "cake" not in replies[0]["body"]
 
 
+async def test_inbound_records_carry_the_names_whatsapp_shows(stack: Stack) -> None:
+    """Contact and group names, read from WA-JS's models on the page, reach wa.inbound."""
+    only(stack, "kept")
+    stranger = "4915333333333@c.us"  # a number the account has no name for
+    stack.post("contact", {"id": stranger})
+    stack.post("message", {"chat": stranger, "body": "Hello, who is this?"})
+    records = await stack.conv.collect(
+        "inbound",
+        lambda rs: (
+            any(r["chat_id"] == stranger for r in rs)
+            and any(r["chat_id"] == GROUP and r["sender_id"] == BOB for r in rs)
+        ),
+    )
+
+    def names(chat: str, **match: Any) -> set[tuple[str | None, str | None]]:
+        return {
+            (r["sender_name"], r["chat_name"])
+            for r in records
+            if r["chat_id"] == chat and all(r[k] == v for k, v in match.items())
+        }
+
+    assert names(ALICE, from_me=False) == {("Alice", "Alice")}
+    assert names(ALICE, from_me=True) == {(None, "Alice")}  # the bot's echoes
+    assert names(GROUP, sender_id=ALICE) == {("Alice", "Lookalike friends")}
+    assert names(GROUP, sender_id=BOB) == {("Bob", "Lookalike friends")}
+    assert names(stranger) == {(None, None)}
+
+
 async def test_browser_killed_mid_conversation_delivers_each_reply_once(stack: Stack) -> None:
     chats = [f"49160000000{i:02d}@c.us" for i in range(6)]
     for chat in chats:

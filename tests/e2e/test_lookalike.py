@@ -26,6 +26,7 @@ from playwright.async_api import (
     async_playwright,
 )
 
+from pipeline.broker import free_port
 from pipeline.dev.lookalike import Lookalike, LookalikeConfig
 from pipeline.gateway.page import CHROMIUM_ARGS
 
@@ -444,6 +445,131 @@ async def test_login_survives_reload_and_restart(
         assert (await control.state())["login"] == "main_ready"
     finally:
         await context.close()
+
+
+async def test_names_have_wa_js_shape(browser: BrowserContext, control: Control) -> None:
+    """Where WA-JS keeps names: ``notifyName`` and ``senderObj`` (a ContactModel) on a
+    message, ``name`` / ``formattedTitle`` / ``contact`` on a ChatModel, a group's subject in
+    ``groupMetadata``; a person known only by number has no name, the number as title."""
+    page = await open_bot(browser, control.base_url)
+    await login(page, control)
+    stranger = "4917444444444@c.us"
+    await control.post("message", {"chat": ALICE, "body": "Hi"})
+    await control.post("message", {"chat": GROUP, "author": BOB, "body": "Hello all"})
+    await control.post("message", {"chat": stranger, "body": "Who is this?"})
+    await wait_event(page, "chat.new_message", 3)
+    shapes = await page.evaluate(
+        """() => window.__raw.filter(e => e.name === 'chat.new_message').map(e => {
+          const m = e.args[0];
+          const chat = WPP.chat.get(m.id.remote);
+          return {
+            chat: m.id.remote._serialized,
+            notifyName: m.notifyName,
+            senderName: m.senderObj.name ?? null,
+            senderPushname: m.senderObj.pushname ?? null,
+            senderId: m.senderObj.id._serialized,
+            chatName: chat.name ?? null,
+            title: chat.formattedTitle,
+            contactName: chat.contact ? chat.contact.name ?? null : null,
+            subject: chat.groupMetadata ? chat.groupMetadata.subject : null,
+          };
+        })"""
+    )
+    assert shapes == [
+        {
+            "chat": ALICE,
+            "notifyName": "Alice",
+            "senderName": "Alice",
+            "senderPushname": "Alice",
+            "senderId": ALICE,
+            "chatName": "Alice",
+            "title": "Alice",
+            "contactName": "Alice",
+            "subject": None,
+        },
+        {
+            "chat": GROUP,
+            "notifyName": "Bob",
+            "senderName": "Bob",
+            "senderPushname": "Bob",
+            "senderId": BOB,
+            "chatName": "Lookalike friends",
+            "title": "Lookalike friends",
+            "contactName": None,
+            "subject": "Lookalike friends",
+        },
+        {
+            "chat": stranger,
+            "notifyName": "",
+            "senderName": None,
+            "senderPushname": None,
+            "senderId": stranger,
+            "chatName": None,
+            "title": "+4917444444444",
+            "contactName": None,
+            "subject": None,
+        },
+    ]
+    # The page's own chat list shows the title, as WhatsApp Web does.
+    titles = await page.locator(".chat-name").all_text_contents()
+    assert {"Alice", "Lookalike friends", "+4917444444444"} <= set(titles)
+
+
+async def test_world_and_login_survive_a_restart_with_a_state_file(
+    pw: Playwright, tmp_path: Path
+) -> None:
+    """A look-alike with a state file, stopped and started again on the same port (as a
+    ``make dev`` worker restart does), keeps its chats, its messages and its logged-in page;
+    one without a state file starts afresh."""
+    state_file = tmp_path / "data" / "lookalike" / "world.json"
+    config = LookalikeConfig(ack_delay_s=0.2, state_file=state_file)
+    port = free_port()
+    first = Lookalike(config)
+    base = await first.start(port=port)
+    profile = tmp_path / "profile"
+    context = await launch(pw, profile)
+    async with aiohttp.ClientSession() as session:
+        control = Control(base, session)
+        try:
+            page = await open_bot(context, base)
+            await login(page, control)
+            await control.post("contact", {"id": CAROL, "name": "Carol"})
+            await control.post("message", {"chat": CAROL, "body": "Is the shop open today?"})
+            await wait_event(page, "chat.new_message")
+            await page.evaluate(f"WPP.chat.sendTextMessage('{CAROL}', 'Yes, until 18:00.')")
+        finally:
+            await context.close()
+            await first.stop()
+        assert state_file.is_file()
+
+        second = Lookalike(config)
+        assert await second.start(port=port) == base
+        context = await launch(pw, profile)
+        try:
+            page = await open_bot(context, base)
+            await page.wait_for_function("WPP.conn.isMainReady()")  # no QR, no scan
+            assert await page.locator("#screen-main").is_visible()
+            assert (await control.state())["login"] == "main_ready"
+            kept = await page.evaluate(
+                f"""async () => (await WPP.chat.getMessages('{CAROL}', {{count: -1}}))
+                  .map(m => [m.id.fromMe, m.body, m.ack])"""
+            )
+            # The reply's delivery (ack 2) came while the look-alike was down.
+            assert kept == [[False, "Is the shop open today?", 1], [True, "Yes, until 18:00.", 2]]
+            assert await page.evaluate(f"WPP.chat.get('{CAROL}').name") == "Carol"
+            state = await control.state()
+            assert {"id": CAROL, "name": "Carol", "lid": None} in state["contacts"]
+            assert [m["body"] for m in state["messages"] if m["chat"] == CAROL] == [
+                "Is the shop open today?",
+                "Yes, until 18:00.",
+            ]
+        finally:
+            await context.close()
+            await second.stop()
+
+    fresh = Lookalike(LookalikeConfig(ack_delay_s=0.2))
+    assert fresh.state()["session"] is False
+    assert CAROL not in {c["id"] for c in fresh.state()["chats"]}
 
 
 async def test_logout_restarts_qr_flow(browser: BrowserContext, control: Control) -> None:

@@ -35,6 +35,7 @@ from schemas import (
     DeliveryReceipt,
     GatewayEvent,
     GuardDecision,
+    InboundMessage,
     LLMCall,
     OutboundMessage,
     Turn,
@@ -351,6 +352,70 @@ def test_reads_chats_history_and_stats(served: tuple[ApiServer, dict[str, Any]])
     assert sum(stats["tokens_per_hour"]["gpt-test"].values()) == 30
     assert stats["limit_drops"]["rate_limited_chat"] == 1
     assert stats["gateway_state"] == "qr"
+
+
+GROUP = "120363000000000077@g.us"
+
+
+async def seed_names(url: str, now: datetime) -> None:
+    """Names as the gateway carries them: A renamed (the later message's name wins, though
+    the archive writes it first), B without any name (an old record, schema_version 2), a
+    group with its subject and its writers' names."""
+
+    def at(minutes: float) -> datetime:
+        return now - timedelta(minutes=minutes)
+
+    first = inbound(A, "Hi", sender_name="Alice", chat_name=None, wa_timestamp=at(6))
+    later = inbound(A, "It's me again", sender_name="Alice Smith", wa_timestamp=at(4))
+    old = inbound(B, "No name here", wa_timestamp=at(3)).model_dump(mode="json")
+    for field in ("sender_name", "chat_name"):
+        del old[field]
+    unnamed = InboundMessage.model_validate({**old, "schema_version": 2})
+    bob = "491600000009@c.us"
+    in_group = inbound(
+        GROUP,
+        "Who brings the cake?",
+        sender_id=bob,
+        author_id=bob,
+        sender_name="Bob",
+        chat_name="Birthday planning",
+        wa_timestamp=at(2),
+    )
+    writer = StoreWriter(url)
+    try:
+        await writer.prepare()
+        await writer.write([_archived("inbound", later), _archived("inbound", in_group)])
+        await writer.write([_archived("inbound", first), _archived("inbound", unnamed)])
+    finally:
+        await writer.close()
+
+
+def test_chat_listing_and_history_show_the_names_whatsapp_gave(
+    kafka_broker: Broker, database: Database, tmp_path: Path
+) -> None:
+    asyncio.run(seed_names(database.url, datetime.now(UTC)))
+    with ApiServer(api_settings(kafka_broker, database.url, tmp_path)) as api:
+        status, _, page = api.call("GET", "/api/chats")
+        assert status == 200
+        assert [(c["chat_id"], c["name"]) for c in page["chats"]] == [
+            (GROUP, "Birthday planning"),
+            (B, None),
+            (A, "Alice Smith"),
+        ]
+        _, _, history = api.call("GET", f"/api/chats/{A}/messages")
+        assert history["chat_name"] == "Alice Smith"
+        assert [(m["text"], m["sender_name"]) for m in history["messages"]] == [
+            ("It's me again", "Alice Smith"),
+            ("Hi", "Alice"),
+        ]
+        _, _, group = api.call("GET", f"/api/chats/{GROUP}/messages")
+        assert group["chat_name"] == "Birthday planning"
+        assert [(m["sender_id"], m["sender_name"]) for m in group["messages"]] == [
+            ("491600000009@c.us", "Bob")
+        ]
+        _, _, unnamed = api.call("GET", f"/api/chats/{B}/messages")
+        assert unnamed["chat_name"] is None
+        assert [m["sender_name"] for m in unnamed["messages"]] == [None]
 
 
 def test_qr_png_while_the_gateway_waits_for_a_scan(

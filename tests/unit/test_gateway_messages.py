@@ -70,6 +70,30 @@ def test_group_message_has_author_and_mentions() -> None:
     assert record.mentioned_ids == [ME]  # an id that is no id is dropped
 
 
+def test_names_from_the_page_travel_with_the_record() -> None:
+    raw = page_message(senderName="  Alice   Smith ", chatName="Alice Smith")
+    record = inbound_from_page(raw, account_id=ME, sent_by_bot=False)
+    assert (record.sender_name, record.chat_name) == ("Alice Smith", "Alice Smith")
+    group = page_message(
+        chat=GROUP, **{"from": GROUP}, author=BOB, senderName="Bob", chatName="Lookalike friends"
+    )
+    record = inbound_from_page(group, account_id=ME, sent_by_bot=False)
+    assert (record.sender_name, record.chat_name) == ("Bob", "Lookalike friends")
+
+
+def test_missing_blank_or_odd_names_are_none_and_long_ones_cut() -> None:
+    for value in (None, "", "   ", 42, ["Alice"]):
+        raw = page_message(senderName=value, chatName=value)
+        record = inbound_from_page(raw, account_id=ME, sent_by_bot=False)
+        assert (record.sender_name, record.chat_name) == (None, None)
+    record = inbound_from_page(page_message(senderName="A" * 500), account_id=ME, sent_by_bot=False)
+    assert record.sender_name == "A" * 200
+    # Our own messages carry no sender name (the chat keeps its name).
+    own = page_message(fromMe=True, senderName="Lookalike Bot", chatName="Alice")
+    record = inbound_from_page(own, account_id=ME, sent_by_bot=True)
+    assert (record.sender_name, record.chat_name) == (None, "Alice")
+
+
 def test_group_message_without_author_is_refused() -> None:
     with pytest.raises(ValueError, match="no author"):
         inbound_from_page(page_message(chat=GROUP), account_id=ME, sent_by_bot=False)

@@ -101,6 +101,7 @@ async def chat_messages(
             type=row.type,
             event=row.event,
             sender_id=row.sender_id,
+            sender_name=row.sender_name,
             outbound_id=row.outbound_id,
             turn_id=row.turn_id,
             priority=priority,
@@ -121,6 +122,7 @@ async def chat_messages(
     following = Cursor(last.at or _EPOCH, last.id).encode() if last is not None else None
     return MessagePage(
         chat_id=chat_id,
+        chat_name=await ctx.store.chat_name(chat_id),
         messages=[_manual(m, "scheduled") for m in held] + page,
         next_before=following,
     )

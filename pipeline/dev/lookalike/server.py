@@ -6,8 +6,12 @@ bot's "WhatsApp Web" (a chat UI whose script defines ``window.WPP`` with WA-JS 4
 event shapes), ``GET /phone`` is the other side (customers, group members and the account owner
 typing), and ``/control/*`` is a JSON API for tests.
 
-The world (chats, messages, acks) lives here, in memory; the page only mirrors it. What makes the
-look-alike useful for tests is that it keeps WhatsApp's awkward properties:
+The world (chats, messages, acks) lives here, in memory; the page only mirrors it. With
+``LookalikeConfig.state_file`` (``make dev`` uses ``<data_dir>/lookalike/world.json``) the world
+and the login are also written there after every change and read back at start, so a restart
+keeps its chats and its logged-in page, as WhatsApp does; without it every start is a fresh
+world (what tests get). What makes the look-alike useful for tests is that it keeps WhatsApp's
+awkward properties:
 
 - one active web session per account: a second page, or ``POST /control/conflict``, puts the
   first one into the "open in another window" state until it takes over again;
@@ -44,6 +48,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
+import os
 import secrets
 import socket
 import time
@@ -59,6 +65,7 @@ from aiohttp import web
 from pipeline.dev.lookalike.world import (
     ACK_DEVICE,
     ACK_READ,
+    ACK_SERVER,
     Chat,
     Message,
     World,
@@ -114,6 +121,11 @@ SEND_HANGS: frozenset[str] = frozenset({"hang", "lost_answer"})
 answers and stores nothing, so ``sendTextMessage`` with ``waitForAck`` never resolves) and
 ``lost_answer`` (the message is stored and delivered, but the answer never comes)."""
 
+log = logging.getLogger(__name__)
+
+#: The version of the state file's layout (``LookalikeConfig.state_file``).
+STATE_VERSION = 1
+
 PageMode = Literal["qr", "main", "conflict", "logged_out", "closed"]
 LoginState = Literal["logged_out", "qr", "authenticated", "main_ready", "conflict"]
 _T = TypeVar("_T")
@@ -145,6 +157,11 @@ class LookalikeConfig:
     """After a logout the page reloads itself (as WhatsApp Web does) after this many seconds."""
     seed: bool = True
     """Start with two customers (Alice, Bob) and a group with both."""
+    state_file: Path | None = None
+    """Where the world (contacts, chats, messages) and the login are kept across restarts:
+    JSON ``{version, me, session, world}``, written after every change, read at start (a
+    file of another account or layout is not read: the world starts afresh and replaces
+    it). None: in memory only, every start a fresh world."""
 
 
 @dataclass
@@ -315,6 +332,7 @@ class Lookalike:
         self._qr_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
+        self._load()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -362,6 +380,7 @@ class Lookalike:
         for queue in list(self._phones):
             queue.put_nowait(None)
         await runner.cleanup()
+        self._save()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -836,9 +855,53 @@ class Lookalike:
         self._timers.clear()
 
     def _phones_changed(self) -> None:
+        """Something changed: tell the phone pages, and keep it in the state file."""
         for queue in self._phones:
             if queue.empty():
                 queue.put_nowait("changed")
+        self._save()
+
+    # -- the state file --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """The world and the login of ``config.state_file``, when it holds this account's."""
+        path = self.config.state_file
+        if path is None or not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("version") != STATE_VERSION or saved.get("me") != self.world.me:
+                raise WorldError(f"version {saved.get('version')} of account {saved.get('me')}")
+            self.world.restore(saved["world"])
+        except (OSError, ValueError, AttributeError, KeyError) as exc:  # WorldError too
+            log.warning("look-alike: %s not used, the world starts afresh (%s)", path, exc)
+            return
+        session = saved.get("session")
+        self._session = session if isinstance(session, str) and session else None
+        if self._ack_delay_s is not None:
+            # The acks that were on their way while the look-alike was down have arrived.
+            for message in self.world.messages.values():
+                if message.from_me and message.ack == ACK_SERVER:
+                    message.ack = ACK_DEVICE
+
+    def _save(self) -> None:
+        """Write the state file (a temporary file renamed over it: never half written)."""
+        path = self.config.state_file
+        if path is None:
+            return
+        data = {
+            "version": STATE_VERSION,
+            "me": self.world.me,
+            "session": self._session,
+            "world": self.world.saved(),
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as exc:
+            log.warning("look-alike: cannot keep the world in %s (%s)", path, exc)
 
     def _page(self, request: web.Request, *, active: bool = True) -> _PageConn:
         """The calling page; it must hold the valid session, and be the active page if asked."""
@@ -1041,8 +1104,8 @@ class Lookalike:
         world = self.world
         return web.json_response(
             [
-                {"id": user, "name": name, "lid": world.lid_of(user)}
-                for user, name in world.contacts.items()
+                {"id": user, "name": world.given_name(user), "lid": world.lid_of(user)}
+                for user in world.contacts
                 if user != world.me
             ]
         )
@@ -1238,6 +1301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-seed", action="store_true", help="start without Alice, Bob, group")
     parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep the world and the login in this JSON file across restarts",
+    )
+    parser.add_argument(
         "--own-ids",
         action="store_true",
         help="sendTextMessage assigns its own message ids, ignoring the messageId option",
@@ -1249,6 +1318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ack_delay_s=args.ack_delay,
         seed=not args.no_seed,
         keep_message_ids=not args.own_ids,
+        state_file=args.state_file,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_until_stopped(Lookalike(config), args.host, args.port, _announce))

@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -114,6 +114,7 @@ class Chat:
         return {
             "id": self.id,
             "name": self.name,
+            "contact_name": None if self.is_group else world.given_name(self.id),
             "is_group": self.is_group,
             "participants": [{"id": p, "name": world.contact_name(p)} for p in self.participants],
             "unread_count": self.unread_count,
@@ -178,6 +179,7 @@ class Message:
             "sender": self.sender,
             "author": self.participant,
             "notify_name": world.contact_name(self.sender),
+            "push_name": world.given_name(self.sender),
             "body": self.body,
             "type": self.type,
             "t": self.t,
@@ -233,7 +235,8 @@ class World:
         """``<n>@lid`` -> ``<digits>@c.us``: the pairs WhatsApp knows (the account's too)."""
         self._seed = seed
         self._clock = clock
-        self.contacts: dict[str, str] = {}
+        self.contacts: dict[str, str | None] = {}
+        """Everyone the account knows, with the name they go by (None: only their number)."""
         self.unregistered: set[str] = set()
         """Numbers that are not on WhatsApp (besides ids that are no phone number at all)."""
         self.chats: dict[str, Chat] = {}
@@ -264,13 +267,16 @@ class World:
     # -- contacts and chats ---------------------------------------------------------------------
 
     def contact_name(self, user: str) -> str:
+        """What the pages show for ``user``: their name, else ``+<digits>``."""
+        return self.given_name(user) or "+" + user.split("@", 1)[0]
+
+    def given_name(self, user: str) -> str | None:
+        """The name ``user`` goes by (the look-alike's contact and push name are one), or
+        None when the account knows only their number: what WA-JS's ContactModel ``name``
+        and ``pushname`` and a message's ``notifyName`` carry."""
         if user == self.me_lid:
             return self.me_name
-        return (
-            self.contacts.get(user)
-            or self.contacts.get(self.lids.get(user, ""))
-            or "+" + user.split("@", 1)[0]
-        )
+        return self.contacts.get(user) or self.contacts.get(self.lids.get(user, ""))
 
     def lid_of(self, user: str) -> str | None:
         """The ``<n>@lid`` of a phone id, if WhatsApp knows one."""
@@ -319,7 +325,7 @@ class World:
         if name:
             self.contacts[user] = name
         else:
-            self.contacts.setdefault(user, "+" + user.split("@", 1)[0])
+            self.contacts.setdefault(user, None)
         return user
 
     def add_group(self, group: str, name: str, participants: Iterable[str]) -> Chat:
@@ -561,8 +567,8 @@ class World:
             "me_lid": self.me_lid,
             "me_name": self.me_name,
             "contacts": [
-                {"id": k, "name": v, "lid": self.lid_of(k)}
-                for k, v in self.contacts.items()
+                {"id": k, "name": self.contact_name(k), "lid": self.lid_of(k)}
+                for k in self.contacts
                 if k != self.me
             ],
             "lids": dict(self.lids),
@@ -570,6 +576,35 @@ class World:
             "chats": [chat.to_json(self) for chat in self.sorted_chats()],
             "messages": [m.to_json(self) for m in self.messages.values()],
         }
+
+    def saved(self) -> dict[str, Any]:
+        """Everything :meth:`restore` needs to bring this world back, as JSON-ready data:
+        ``{contacts: {id: name | null}, lids, unregistered, chats: [Chat fields],
+        messages: [Message fields], seq}`` (chats and messages in their order)."""
+        return {
+            "contacts": dict(self.contacts),
+            "lids": dict(self.lids),
+            "unregistered": sorted(self.unregistered),
+            "chats": [asdict(chat) for chat in self.chats.values()],
+            "messages": [asdict(message) for message in self.messages.values()],
+            "seq": self._seq,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """The world :meth:`saved` gave; nobody is typing any more. Raises
+        :class:`WorldError` for data it did not write (the world is then unchanged)."""
+        try:
+            contacts = {str(k): v for k, v in dict(saved["contacts"]).items()}
+            lids = {str(k): str(v) for k, v in dict(saved["lids"]).items()}
+            unregistered = {str(u) for u in saved["unregistered"]}
+            chats = {c["id"]: Chat(**{**c, "typing": False}) for c in saved["chats"]}
+            messages = {m["id"]: Message(**m) for m in saved["messages"]}
+            seq = int(saved["seq"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorldError(f"not a saved look-alike world: {exc!r}") from None
+        contacts[self.me] = self.me_name
+        self.contacts, self.lids, self.unregistered = contacts, lids, unregistered
+        self.chats, self.messages, self._seq = chats, messages, seq
 
     def sorted_chats(self) -> list[Chat]:
         last_seq = {m.chat: m.seq for m in self.messages.values()}

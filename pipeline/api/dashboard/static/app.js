@@ -88,12 +88,17 @@
     return Number.isNaN(ms) ? null : ms;
   }
 
+  // One time format for people, as on the phone: 24-hour HH:MM in the browser's zone, with
+  // the date (YYYY-MM-DD) before it when it is not today.
+  const pad = (n) => String(n).padStart(2, "0");
+  const hhmm = (date) => `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  const day = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+
   function clock(ms) {
     if (ms === null) return "";
     const date = new Date(ms);
     const today = new Date().toDateString() === date.toDateString();
-    const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return today ? time : `${date.toLocaleDateString()} ${time}`;
+    return today ? hhmm(date) : `${day(date)} ${hhmm(date)}`;
   }
 
   function ago(ms) {
@@ -102,13 +107,26 @@
     if (s < 45) return "just now";
     if (s < 3600) return `${Math.round(s / 60)} min ago`;
     if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-    return new Date(ms).toLocaleDateString();
+    return day(new Date(ms));
   }
 
+  /** An id as people read it: +<digits> for a phone number, else the id itself. */
   function chatName(id) {
     const [user, server] = id.split("@");
     if (server === "c.us" && /^\d+$/.test(user)) return `+${user}`;
     return id;
+  }
+
+  /** The name first (then ``tag``, if any), the id smaller beside it; only the id when no
+   * name is known. */
+  function nameAndId(name, id, className, tag) {
+    return el(
+      "span",
+      { className },
+      el("span", { className: "name", text: name || chatName(id) }),
+      tag || null,
+      name ? el("span", { className: "id", text: chatName(id) }) : null,
+    );
   }
 
   function randomKey() {
@@ -180,7 +198,8 @@
     try {
       await refresh();
       $("banner").hidden = true;
-      setText("updated", `updated ${new Date().toLocaleTimeString()}`);
+      const now = new Date();
+      setText("updated", `updated ${hhmm(now)}:${pad(now.getSeconds())}`);
     } catch (error) {
       if (error instanceof AuthError) {
         polling = false;
@@ -284,7 +303,13 @@
       legend: { live: false },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
-        { stroke: "#6b7380", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#eef0f3" } },
+        {
+          stroke: "#6b7380",
+          grid: { stroke: "#eef0f3" },
+          ticks: { stroke: "#eef0f3" },
+          // uPlot's own labels are 12-hour ("6:20pm"): the page's HH:MM instead.
+          values: (u, splits) => splits.map((s) => hhmm(new Date(s * 1000))),
+        },
         { stroke: "#6b7380", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#eef0f3" }, size: 48 },
       ],
     };
@@ -421,9 +446,9 @@
       const button = el(
         "button",
         { type: "button", title: chat.chat_id },
-        el("span", { className: "who", text: chatName(chat.chat_id) }, chat.is_group ? el("span", { className: "tag", text: "group" }) : null),
+        el("span", { className: "who" }, nameAndId(chat.name, chat.chat_id, "title", chat.is_group ? el("span", { className: "tag", text: "group" }) : null)),
         el("span", { className: "when", text: ago(last) }),
-        el("span", { className: "meta", text: [chat.chat_id, waiting ? "last: inbound" : "last: outbound"].join(" · ") }),
+        el("span", { className: "meta", text: waiting ? "last: inbound" : "last: outbound" }),
       );
       button.addEventListener("click", () => {
         location.hash = `chat=${encodeURIComponent(chat.chat_id)}`;
@@ -458,8 +483,7 @@
       refreshChats().catch(handleActionError);
       return;
     }
-    $("chat-title").textContent = chatName(chat);
-    $("chat-sub").textContent = chat;
+    renderTitle(null, chat);
     $("messages").replaceChildren();
     $("chat-state").textContent = "";
     refreshConversation().catch(handleActionError);
@@ -490,8 +514,14 @@
     }
     if ($("chat-note").dataset.source === "load") note("");
     if (chat !== openChat) return;
+    renderTitle(page.chat_name, chat);
     renderProfile(profile);
     renderMessages(page.messages);
+  }
+
+  function renderTitle(name, chat) {
+    setText("chat-title", name || chatName(chat));
+    setText("chat-sub", name ? `${chatName(chat)} · ${chat}` : chat);
   }
 
   function renderProfile(profile) {
@@ -535,9 +565,13 @@
           if (m.failure_reason) meta.push(m.failure_reason);
         }
         const className = `${m.direction} ${m.kind === "manual" ? "manual" : ""}`.trim();
+        // In a group, who wrote: their name first, their id beside it.
+        const group = openChat.endsWith("@g.us");
+        const from = group && m.direction === "in" && m.sender_id ? nameAndId(m.sender_name, m.sender_id, "from") : null;
         return el(
           "li",
           { className, dataset: { id: m.id, kind: m.kind || "" } },
+          from,
           el("span", { className: "text", text: body }),
           el("span", { className: `meta ${m.delivery_status === "failed" ? "failed" : ""}`, text: meta.join(" · ") }),
         );

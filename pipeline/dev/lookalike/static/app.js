@@ -63,11 +63,11 @@
             'data-testid': 'chat-item',
             onclick: () => select(id),
           },
-          el('div', { class: 'avatar', style: `background:${colour(id)}` }, initials(chat.name)),
+          el('div', { class: 'avatar', style: `background:${colour(id)}` }, initials(chat.formattedTitle)),
           el(
             'div',
             { class: 'chat-text' },
-            el('div', { class: 'row' }, el('span', { class: 'chat-name' }, chat.name), el('span', { class: 'muted small' }, chat.t ? clock(chat.t) : '')),
+            el('div', { class: 'row' }, el('span', { class: 'chat-name' }, chat.formattedTitle), el('span', { class: 'muted small' }, chat.t ? clock(chat.t) : '')),
             el(
               'div',
               { class: 'row' },
@@ -94,8 +94,8 @@
     $('composer').hidden = !chat;
     $('messages').hidden = !chat;
     if (!chat) return;
-    $('conv-name').textContent = chat.name;
-    $('conv-avatar').textContent = initials(chat.name);
+    $('conv-name').textContent = chat.formattedTitle;
+    $('conv-avatar').textContent = initials(chat.formattedTitle);
     $('conv-avatar').style.background = colour(selected);
     $('conv-sub').textContent = chat.isGroup
       ? chat.groupMetadata.participants.map((p) => p.id.user).join(', ')

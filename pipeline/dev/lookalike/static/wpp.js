@@ -279,6 +279,11 @@
       });
     }
     get isSentByMe() { return Boolean(this.id && this.id.fromMe); }
+    /** The writer's ContactModel (WhatsApp derives it from the sender's id). */
+    get senderObj() {
+      const id = this.id && this.id.fromMe ? state.me : this.author || this.from;
+      return id ? ContactStore.get(id._serialized) || upsertContact(id._serialized, null) : undefined;
+    }
   }
 
   class ChatModel extends Model {
@@ -290,7 +295,10 @@
 
     update(data) {
       const me = state.me;
-      this.name = data.name;
+      // As on WhatsApp Web: a group's name is its subject, a person's chat has a name only
+      // when the account knows theirs; formattedTitle is what the chat list shows (the
+      // formatted number when there is no name).
+      this.name = this.id.isGroup() ? data.name : data.contact_name || undefined;
       this.formattedTitle = data.name;
       this.t = data.t;
       this.unreadCount = data.unread_count;
@@ -317,7 +325,7 @@
         this.contact = undefined;
       } else {
         this.groupMetadata = undefined;
-        this.contact = { id: this.id, name: data.name, pushname: data.name, shortName: data.name };
+        this.contact = upsertContact(this.id._serialized, data.contact_name);
       }
       return this;
     }
@@ -356,6 +364,7 @@
   }
 
   const ChatStore = new Map(); // "<id>@c.us" -> ChatModel
+  const ContactStore = new Map(); // "<id>@c.us" -> ContactModel
   const MsgStore = new Map(); // serialized key -> MsgModel
   const byInnerId = new Map(); // "<chat> <inner id>" -> MsgModel (ack keys may differ in participant)
   const rawByChat = new Map(); // chat -> Map(inner id -> server JSON), for the page's own UI
@@ -376,13 +385,14 @@
     const group = chat.isGroup();
     const sender = new Wid(m.sender);
     const media = Boolean(m.is_media);
+    if (!m.from_me) upsertContact(m.sender, m.push_name);
     const props = {
       id: keyOf(m),
       body: m.body,
       type: m.type,
       subtype: null,
       t: m.t,
-      notifyName: m.from_me ? '' : m.notify_name,
+      notifyName: m.from_me ? '' : m.push_name || '',
       from: m.from_me ? me : chat,
       to: m.from_me ? chat : me,
       author: group ? sender : undefined,
@@ -459,6 +469,19 @@
     const known = rawByChat.get(m.chat).get(m.id);
     if (known && m.ack >= 0 && known.ack > m.ack) m = { ...m, ack: known.ack };
     rawByChat.get(m.chat).set(m.id, m);
+  }
+
+  /** One live ContactModel per person, as WhatsApp's ContactStore; a known name is kept. */
+  function upsertContact(id, name, lid) {
+    const known = ContactStore.get(id);
+    if (!known) {
+      const created = new ContactModel({ id, name, lid });
+      ContactStore.set(id, created);
+      return created;
+    }
+    if (name) known.name = known.pushname = known.shortName = name;
+    if (lid) known.lid = new Wid(lid);
+    return known;
   }
 
   function upsertChat(data) {
@@ -559,6 +582,7 @@
     on('logout', onLogout);
     on('reset', () => {
       ChatStore.clear();
+      ContactStore.clear();
       MsgStore.clear();
       byInnerId.clear();
       rawByChat.clear();
@@ -1069,9 +1093,11 @@
     constructor(data) {
       super();
       this.id = new Wid(data.id);
-      this.name = data.name;
-      this.pushname = data.name;
-      this.shortName = data.name;
+      // The look-alike's people have one name: the account's contact name for them and the
+      // push name they set are the same (both undefined when only the number is known).
+      this.name = data.name || undefined;
+      this.pushname = data.name || undefined;
+      this.shortName = data.name || undefined;
       this.type = 'in';
       this.isMyContact = true;
       this.isBusiness = false;
@@ -1093,7 +1119,7 @@
   const contact = {
     queryWidExists,
     queryExists: queryWidExists, // WA-JS keeps the old name as a deprecated alias
-    list: async () => (await api('GET', '/api/contacts')).map((c) => new ContactModel(c)),
+    list: async () => (await api('GET', '/api/contacts')).map((c) => upsertContact(c.id, c.name, c.lid)),
     get: async (contactId) => {
       const wid = assertWid(contactId);
       const found = (await contact.list()).find((c) => c.id.equals(wid) || (c.lid && c.lid.equals(wid)));
