@@ -19,6 +19,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.kafka.consumers import stop_consumer
+
 __all__ = ["TopicTail"]
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class TopicTail:
         try:
             await consumer.start()
         except BaseException:
-            await consumer.stop()
+            await stop_consumer(consumer)
             raise
         self.consumer = consumer
         try:
@@ -76,7 +78,7 @@ class TopicTail:
                     await asyncio.sleep(2)
         finally:
             self.consumer = None
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     def _take(self, topic: str, value: bytes | None) -> None:
         try:

@@ -82,6 +82,7 @@ class ManagedBroker(ABC):
         self.port = port
         self.workdir = workdir
         self.start_timeout = start_timeout
+        self._process: subprocess.Popen[bytes] | None = None
 
     # -- what a concrete broker provides --------------------------------------
     @abstractmethod
@@ -160,6 +161,9 @@ class ManagedBroker(ABC):
             started_at=time.time(),
         )
         self.pidfile.write_text(json.dumps(asdict(info)))
+        # Kept so that stop() reaps it: a Popen dropped while its process runs warns
+        # (ResourceWarning), and an unreaped child stays a zombie until this process ends.
+        self._process = proc
         try:
             await wait_ready(
                 info.bootstrap, timeout=self.start_timeout, alive=lambda: proc.poll() is None
@@ -180,6 +184,10 @@ class ManagedBroker(ABC):
             return None
         self._terminate(info.pid, info.marker, timeout)
         self.pidfile.unlink(missing_ok=True)
+        process, self._process = self._process, None
+        if process is not None and process.pid == info.pid:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
         return info
 
     @staticmethod

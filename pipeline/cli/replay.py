@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -132,7 +133,7 @@ def register(app: Any, settings: Settings) -> None:
             )
         except (ReplayError, SelectionError) as exc:
             _fail(str(exc))
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             # Faust's command runner would end with status 0 and say nothing.
             logging.getLogger(__name__).exception("replay failed")
             _fail(f"unexpected error: {exc!r} (traceback above)", 1)

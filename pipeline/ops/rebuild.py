@@ -41,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from yarl import URL
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.consumers import stop_consumer
 
 #: Exit code when the command refuses (a live worker, a store in use, a missing changelog).
 EXIT_REFUSED = 1
@@ -227,7 +228,7 @@ async def read_changelogs(
     except Exception as exc:
         raise _check_reachable(exc, servers) from None
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     for topic, digest in by_topic.items():
         partitions = state[topic]
         digest.keys = sum(len(keys) for keys in partitions.values())

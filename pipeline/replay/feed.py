@@ -33,6 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from pipeline.kafka.consumers import stop_consumer
 from pipeline.replay.records import ControlInput, GroupWatch, flush_tick, selected_records
 from pipeline.replay.selection import Selection
 from tables import GuardState
@@ -285,4 +286,4 @@ class _OpenBursts:
 
     async def stop(self) -> None:
         if self.started:
-            await self.consumer.stop()
+            await stop_consumer(self.consumer)

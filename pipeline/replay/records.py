@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import DeleteGroupsRequest
 from pydantic import ValidationError
 
+from pipeline.kafka.consumers import stop_consumer
 from pipeline.replay.selection import Selection, SelectionError
 from schemas import ChatControl, InboundMessage
 
@@ -106,7 +107,7 @@ async def partition_count(bootstrap: list[str], topic: str) -> int:
     try:
         partitions = await _partitions(consumer, topic)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     if not partitions:
         raise SelectionError(f"topic {topic} does not exist on {', '.join(bootstrap)}")
     return len(partitions)
@@ -132,7 +133,7 @@ async def scan_selection(bootstrap: list[str], source: str, selection: Selection
                     continue
                 _note(selected, tp.partition, record)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     if not selected.total:
         raise SelectionError(f"no record of {source} matches the selection")
     missing = sorted(selection.chats - set(selected.chats))
@@ -178,7 +179,7 @@ async def selected_records(
             if selection.admits(record.key, record.timestamp):
                 yield record
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def recorded_controls(
@@ -274,7 +275,7 @@ async def read_topic(bootstrap: list[str], topic: str, since_ms: int | None = No
         for tp in tps:
             records += [r async for r in _records(consumer, tp, starts[tp], ends[tp])]
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return records
 
 
@@ -311,7 +312,7 @@ class GroupWatch:
         await self._consumer.start()
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        await stop_consumer(self._consumer)
         await self._admin.close()
 
     async def lag(self, topics: Iterable[str]) -> tuple[int, int]:

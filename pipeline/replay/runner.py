@@ -253,7 +253,8 @@ class ReplayRun:
 
     def worker_env(self) -> dict[str, str]:
         """The environment of the run's worker: the live settings, the overrides, and the
-        namespace (app id, every public topic renamed, no gateway, replay mode)."""
+        namespace (app id, every public topic renamed, no gateway, no operator API, replay
+        mode, which archives nothing)."""
         s = self.settings
         env = {**os.environ, **{env_name(k): v for k, v in self.state.overrides.items()}}
         for key in topic_keys():
@@ -270,6 +271,8 @@ class ReplayRun:
                 "WABOT_COMMIT_INTERVAL_S": "0.5",
                 "WABOT_GATEWAY_IN_WORKER": "false",
                 "WABOT_GATEWAY_LOOKALIKE": "false",
+                # `make dev`'s API-in-worker would take the live API's port.
+                "WABOT_API_IN_WORKER": "false",
                 "WABOT_BROKER_URL": s.broker_url,
             }
         )

@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import select
 
+from pipeline.kafka.consumers import stop_consumer
+
 __all__ = ["TABLES", "archive_lag", "reset_group", "snapshot", "wait_for"]
 
 #: Every table of the store and its primary key columns, for reading it back in order.
@@ -76,7 +78,7 @@ async def archive_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         )
     finally:
         await admin.close()
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -100,4 +102,4 @@ async def reset_group(bootstrap: str, group: str, topics: list[str]) -> None:
         consumer.assign(tps)
         await consumer.commit({tp: 0 for tp in tps})
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)

@@ -58,9 +58,13 @@ class WorkerProcess:
 
     @property
     def token(self) -> str | None:
-        """The bearer token the worker's web views want (the first of WABOT_API_TOKENS)."""
+        """The bearer token the worker's web views want: the first of WABOT_API_TOKENS, else
+        the one it made in ``<WABOT_DATA_DIR>/api-token``."""
         tokens = json.loads(self.env.get("WABOT_API_TOKENS") or "{}")
-        return next(iter(tokens.values()), None)
+        if tokens:
+            return str(next(iter(tokens.values())))
+        made = self.cwd / self.env.get("WABOT_DATA_DIR", ".data") / "api-token"
+        return made.read_text().strip() if made.exists() else None
 
     def get(self, path: str, timeout: float = 10) -> bytes:
         """GET ``path`` of the worker's web server with its token; raises URLError."""
