@@ -32,14 +32,24 @@ class Broker:
         return f"kafka://{self.bootstrap}"
 
 
-def _docker_answers() -> bool:
+def docker_answers() -> bool:
+    """True when a Docker engine answers (then testcontainers starts the services). No
+    engine socket and no DOCKER_HOST: False without trying; the client is always closed
+    (a client left open is an unclosed socket, which fails the test that made it)."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
     try:
         import docker
 
         client = docker.from_env(timeout=3)
+    except Exception:
+        return False
+    try:
         return bool(client.ping())
     except Exception:
         return False
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +58,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if given:
         yield Broker("kafka", given)
         return
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.kafka import KafkaContainer
 
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:

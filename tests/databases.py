@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from pipeline.testing.postgres import PostgresNotInstalledError, PostgresServer, create_database
 from pipeline.testing.postgres import throwaway_postgres as _throwaway_postgres
 from pipeline.testing.store import TABLES, archive_lag, reset_group, snapshot, wait_for
+from tests.conftest import docker_answers
 
 __all__ = [
     "TABLES",
@@ -52,15 +53,6 @@ class Database:
     url: str
 
 
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        return bool(docker.from_env(timeout=3).ping())
-    except Exception:
-        return False
-
-
 @dataclass(frozen=True)
 class _Given:
     """A PostgreSQL server someone else runs (a URL to its maintenance database)."""
@@ -81,7 +73,7 @@ def postgres_server_fixture() -> Iterator[PostgresServer | _Given]:
         url = make_url(given).set(drivername="postgresql+asyncpg")
         yield _Given(url.render_as_string(hide_password=False))
         return
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:17", driver="asyncpg") as container:
