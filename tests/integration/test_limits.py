@@ -148,4 +148,5 @@ def test_dev_default_answers_with_the_built_in_standin(any_broker: Broker, tmp_p
     finally:
         conv.close()
     assert [r["text"].split("]: ", 1)[1] for r in out] == ["hello bot"]
-    assert "replies come from the built-in stand-in" in worker.log.read_text()
+    # The ready block says where the answers come from.
+    assert "the built-in stand-in at http://127.0.0.1:" in worker.log.read_text()

@@ -1,6 +1,6 @@
 """No message text in the logs at any level (Apache Kafka, SQLite store, the API in the worker).
 
-A conversation at WABOT_LOG_LEVEL=DEBUG: a customer's message, the bot's reply, the archive
+A conversation at WABOT_LOG_LEVEL=DEBUG and WABOT_LOG_LIBRARIES=DEBUG: a customer's message, the bot's reply, the archive
 writing both to the store, an operator searching the chats for a word of the message and
 sending a message by hand. Libraries log what they handle at DEBUG (SQLAlchemy its statements'
 parameters, aiosqlite the calls it runs, openai its requests' bodies, uvicorn the paths with
@@ -54,6 +54,7 @@ def test_a_conversation_at_debug_logs_no_message_text(kafka_broker: Broker, tmp_
         WABOT_API_IN_WORKER="true",
         WABOT_API_PORT=str(port),
         WABOT_LOG_LEVEL="DEBUG",
+        WABOT_LOG_LIBRARIES="DEBUG",
     )
     chat = "491630000077@c.us"
     try:
