@@ -1,8 +1,8 @@
 """No message text in the logs at any level (Apache Kafka, SQLite store, the API in the worker).
 
 A conversation at WABOT_LOG_LEVEL=DEBUG and WABOT_LOG_LIBRARIES=DEBUG: a customer's message,
-the bot's reply, the archive writing both to the store, an operator searching the chats for a word of the message and
-sending a message by hand. Libraries log what they handle at DEBUG (SQLAlchemy its statements'
+the bot's reply, the archive writing both to the store, an operator searching the chats for a
+word of the message and sending a message by hand. Libraries log what they handle at DEBUG (SQLAlchemy its statements'
 parameters, aiosqlite the calls it runs, openai its requests' bodies, uvicorn the paths with
 their query strings): none of the texts nor the search word may reach the log.
 """
