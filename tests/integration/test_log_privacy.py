@@ -2,9 +2,10 @@
 
 A conversation at WABOT_LOG_LEVEL=DEBUG and WABOT_LOG_LIBRARIES=DEBUG: a customer's message,
 the bot's reply, the archive writing both to the store, an operator searching the chats for a
-word of the message and sending a message by hand. Libraries log what they handle at DEBUG (SQLAlchemy its statements'
-parameters, aiosqlite the calls it runs, openai its requests' bodies, uvicorn the paths with
-their query strings): none of the texts nor the search word may reach the log.
+word of the message and sending a message by hand. Libraries log what they handle at DEBUG
+(SQLAlchemy its statements' parameters, aiosqlite the calls it runs, openai its requests'
+bodies, uvicorn the paths with their query strings): none of the texts nor the search word may
+reach the log.
 """
 
 from __future__ import annotations
