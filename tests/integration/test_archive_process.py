@@ -162,6 +162,7 @@ async def test_archive_process_beside_a_worker_that_does_not_archive(
             assert again.stop() == 0
         finally:
             again.kill()
+            await conv.stop_clients()
 
 
 def test_archive_process_without_a_broker_is_one_line_and_exit_2(tmp_path: Path) -> None:
