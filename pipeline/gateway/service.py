@@ -495,7 +495,8 @@ class Gateway:
         self, state: GatewayState, reason: str | None = None, qr: str | None = None
     ) -> None:
         previous, self.state = self.state, state
-        if previous != state or qr:
+        # A new QR code is a line for whoever scans from the log; the look-alike scans itself.
+        if previous != state or (qr and not self.settings.gateway_lookalike):
             log.info("gateway %s: %s%s", self.name, state, f" ({reason})" if reason else "")
         event = GatewayEvent(
             gateway=self.name,
