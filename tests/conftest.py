@@ -52,6 +52,21 @@ def docker_answers() -> bool:
         client.close()
 
 
+def own_kafka(folder: Path) -> KafkaBroker:
+    """An Apache Kafka of a test's own (not started yet) in ``folder``, on a free port, with
+    the settings' jars, version and heap: for a test that stops or restarts its broker."""
+    settings = Settings()
+    return KafkaBroker(
+        "127.0.0.1",
+        free_port(),
+        folder,
+        kafka_home=settings.kafka_home,
+        version=settings.kafka_version,
+        heap=settings.kafka_heap,
+        start_timeout=120,
+    )
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     given = os.environ.get("WABOT_TEST_KAFKA_BOOTSTRAP")
@@ -64,16 +79,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
             yield Broker("kafka", container.get_bootstrap_server())
         return
-    settings = Settings()
-    broker = KafkaBroker(
-        "127.0.0.1",
-        free_port(),
-        tmp_path_factory.mktemp("kafka"),
-        kafka_home=settings.kafka_home,
-        version=settings.kafka_version,
-        heap=settings.kafka_heap,
-        start_timeout=120,
-    )
+    broker = own_kafka(tmp_path_factory.mktemp("kafka"))
     info = asyncio.run(broker.start())
     try:
         yield Broker("kafka", info.bootstrap)

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import KafkaBroker, free_port
-from pipeline.config.settings import Settings
+from pipeline.broker import free_port
 from pipeline.testing.workers import WorkerProcess
-from tests.conftest import REPO
+from tests.conftest import REPO, own_kafka
 
 pytestmark = [pytest.mark.e2e]
 
@@ -87,16 +86,7 @@ def _post(url: str) -> None:
 async def test_every_runnable_block_works_against_make_dev(tmp_path: Path) -> None:
     missing = [tool for tool in ("curl", "kcat", "jq") if shutil.which(tool) is None]
     assert not missing, f"the examples use {missing}: install them (Debian: apt-get install ...)"
-    settings = Settings()
-    broker = KafkaBroker(
-        "127.0.0.1",
-        free_port(),
-        tmp_path / "kafka",
-        kafka_home=settings.kafka_home,
-        version=settings.kafka_version,
-        heap=settings.kafka_heap,
-        start_timeout=120,
-    )
+    broker = own_kafka(tmp_path / "kafka")
     info = await broker.start()
     run = tmp_path / "run"  # the newcomer's checkout: .venv and what make dev writes in .data
     run.mkdir()

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import KafkaBroker, free_port
-from pipeline.config.settings import Settings
-from tests.conftest import Broker
+from tests.conftest import Broker, own_kafka
 from tests.conversation import Conversation, inbound
 
 pytestmark = pytest.mark.integration
@@ -30,16 +28,7 @@ def _lines_since(log: Path, offset: int) -> list[str]:
 async def test_an_outage_is_one_warning_a_summary_and_one_line_when_it_is_back(
     tmp_path: Path,
 ) -> None:
-    settings = Settings()
-    broker = KafkaBroker(
-        "127.0.0.1",
-        free_port(),
-        tmp_path / "kafka",
-        kafka_home=settings.kafka_home,
-        version=settings.kafka_version,
-        heap=settings.kafka_heap,
-        start_timeout=120,
-    )
+    broker = own_kafka(tmp_path / "kafka")
     info = await broker.start()
     conv = Conversation(Broker("kafka", info.bootstrap), tmp_path)
     try:

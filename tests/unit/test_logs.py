@@ -105,57 +105,52 @@ async def test_trace_id_is_per_task(json_logger: tuple[logging.Logger, io.String
     assert {line["trace_id"] for line in lines} == {"task-a", "task-b"}
 
 
-def test_logging_config_is_accepted_by_dictconfig() -> None:
-    root = logging.getLogger()
-    names = ("pipeline", "agents", "faust", "mode")
-    saved_root = (root.handlers[:], root.level)
-    saved = {name: logging.getLogger(name).level for name in names}
-    try:
-        logging.config.dictConfig(logging_config("DEBUG", "json", libraries="DEBUG"))
-        assert root.level == logging.DEBUG
-        added = [h for h in root.handlers if h not in saved_root[0]]
-        assert len(added) == 1
-        assert isinstance(added[0].formatter, JsonFormatter)
-        assert any(isinstance(f, TraceIdFilter) for f in added[0].filters)
-        for name in names:
-            assert logging.getLogger(name).level == logging.DEBUG
-    finally:
-        for handler in root.handlers:
-            if handler not in saved_root[0]:
-                handler.close()
-        root.handlers = saved_root[0]
-        root.setLevel(saved_root[1])
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def test_libraries_log_at_their_own_level_and_their_service_lines_drop() -> None:
-    """At the default WABOT_LOG_LIBRARIES (WARNING), Faust and aiokafka say only what went
-    wrong, our INFO lines stay, and mode's "Starting..." lines go even from our loggers."""
+@pytest.fixture
+def handlers_before() -> Iterator[list[logging.Handler]]:
+    """The root handlers before the test; after it, the logging set-up is put back."""
     root = logging.getLogger()
     names = ("pipeline", "agents", "faust", "mode", "aiokafka")
     saved_root = (root.handlers[:], root.level)
     saved = {name: logging.getLogger(name).level for name in names}
-    try:
-        logging.config.dictConfig(logging_config("INFO", "text"))
-        assert logging.getLogger("faust.tables.recovery").getEffectiveLevel() == logging.WARNING
-        assert logging.getLogger("aiokafka.consumer").getEffectiveLevel() == logging.WARNING
-        assert logging.getLogger("pipeline.kafka").getEffectiveLevel() == logging.INFO
-        added = next(h for h in root.handlers if h not in saved_root[0])
+    yield saved_root[0]
+    for handler in root.handlers:
+        if handler not in saved_root[0]:
+            handler.close()
+    root.handlers = saved_root[0]
+    root.setLevel(saved_root[1])
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
 
-        def shown(message: str, level: int = logging.INFO) -> bool:
-            record = logging.LogRecord("pipeline.kafka.transport", level, "", 0, message, (), None)
-            return bool(added.filter(record))
 
-        assert not shown("[^--TunedConsumer]: Starting...")
-        assert not shown("[^-PipelineApp]: Stopping...")
-        assert shown("[^-PipelineApp]: Stopping...", logging.WARNING)
-        assert shown("worker ready in 4.2s (group joined, tables recovered)")
-    finally:
-        for handler in root.handlers:
-            if handler not in saved_root[0]:
-                handler.close()
-        root.handlers = saved_root[0]
-        root.setLevel(saved_root[1])
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
+def test_logging_config_is_accepted_by_dictconfig(handlers_before: list[logging.Handler]) -> None:
+    root = logging.getLogger()
+    logging.config.dictConfig(logging_config("DEBUG", "json", libraries="DEBUG"))
+    assert root.level == logging.DEBUG
+    added = [h for h in root.handlers if h not in handlers_before]
+    assert len(added) == 1
+    assert isinstance(added[0].formatter, JsonFormatter)
+    assert any(isinstance(f, TraceIdFilter) for f in added[0].filters)
+    for name in ("pipeline", "agents", "faust", "mode"):
+        assert logging.getLogger(name).level == logging.DEBUG
+
+
+def test_libraries_log_at_their_own_level_and_their_service_lines_drop(
+    handlers_before: list[logging.Handler],
+) -> None:
+    """At the default WABOT_LOG_LIBRARIES (WARNING), Faust and aiokafka say only what went
+    wrong, our INFO lines stay, and mode's "Starting..." lines go even from our loggers."""
+    root = logging.getLogger()
+    logging.config.dictConfig(logging_config("INFO", "text"))
+    assert logging.getLogger("faust.tables.recovery").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("aiokafka.consumer").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("pipeline.kafka").getEffectiveLevel() == logging.INFO
+    added = next(h for h in root.handlers if h not in handlers_before)
+
+    def shown(message: str, level: int = logging.INFO) -> bool:
+        record = logging.LogRecord("pipeline.kafka.transport", level, "", 0, message, (), None)
+        return bool(added.filter(record))
+
+    assert not shown("[^--TunedConsumer]: Starting...")
+    assert not shown("[^-PipelineApp]: Stopping...")
+    assert shown("[^-PipelineApp]: Stopping...", logging.WARNING)
+    assert shown("worker ready in 4.2s (group joined, tables recovered)")
